@@ -1,0 +1,43 @@
+"""structlog configuration for keysvc: JSON lines on stderr, with a last-line redaction processor.
+
+Called once, by the entry point. Modules just call ``structlog.get_logger()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from keysvc.keyformat import KEY_PATTERN
+
+REDACTED = "[REDACTED]"
+
+
+def redact_keys(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace anything shaped like an ingest key in any string value; a safety net, not the policy."""
+    for name, value in list(event_dict.items()):
+        if isinstance(value, str) and "nlk1_" in value:
+            event_dict[name] = KEY_PATTERN.sub(REDACTED, value)
+    return event_dict
+
+
+def configure(level: str = "info") -> None:
+    """Send structured JSON logs to stderr."""
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_keys,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,37 @@
+"""Shared fixtures: real servers, started once per test session (per xdist worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests import servers
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[servers.Server]:
+    """A fake-gcs-server for the whole session."""
+    with servers.running(servers.start_fake_gcs) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[servers.Server]:
+    """A moto server for the whole session."""
+    with servers.running(servers.start_moto) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[servers.Server]:
+    """A PostgreSQL 15 server for the whole session; tests create their own databases."""
+    with servers.running(servers.start_postgres) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tinyproxy() -> Iterator[servers.Server]:
+    """A tinyproxy forward proxy for the whole session."""
+    with servers.running(servers.start_tinyproxy) as server:
+        yield server

