@@ -17,10 +17,10 @@ Three forms, all writing the same two files (see the node-side file contract):
     repeats the start once per instance, a no-op when the agent already runs.
 ``shell``
     A POSIX ``sh`` snippet to paste, at the top level, into existing user data (an EKS bootstrap
-    script, say). It turns xtrace and verbose off around the key and restores the caller's settings, writes each file in a subshell with
-    ``umask 077`` through ``mktemp`` in the same directory plus ``mv``, and hands the key only to the
-    ``printf`` builtin, so it never shows in a process list. A failure is reported on stderr and never
-    aborts the caller's script, even under ``set -e``.
+    script, say). It turns xtrace and verbose off around the key and restores the caller's settings,
+    writes each file in a subshell with ``umask 077`` through ``mktemp`` in the same directory plus
+    ``mv``, and hands the key only to the ``printf`` builtin, so it never shows in a process list.
+    A failure is reported on stderr and never aborts the caller's script, even under ``set -e``.
 ``mime``
     A ``multipart/mixed`` document holding the cloud-config as a ``text/cloud-config`` part with a
     ``Merge-Type`` header, so cloud-init merges it with the user's own parts: lists append, the
