@@ -8,13 +8,15 @@ Three forms, all writing the same two files (see the node-side file contract):
 ``cloud-config``
     ``write_files`` writes both files with ``permissions: '0600'`` and ``bootcmd`` plus ``runcmd``
     start ``nodelogs-agent.service`` with ``--no-block``. cloud-init 22.4 writes a file's content
-    first and chmods it afterwards (``cloudinit.util.write_file``), so the image creates
-    ``/etc/nodelogs`` as a 0700 root directory (``packer/install-agent.sh``): during that window
-    nobody but root can even look up the path. ``bootcmd`` runs on every boot inside
-    ``cloud-init.service``, before ``write_files``; its queued start job waits for that oneshot to
-    finish because the unit is ordered ``After=cloud-init.service``, so the agent starts as early as
-    the key exists and long before the user's own scripts (which run in ``cloud-final``). ``runcmd``
-    repeats the start once per instance, a no-op when the agent already runs.
+    first, under the process umask, and chmods it afterwards (``cloudinit.util.write_file``), so
+    ``/etc/nodelogs`` must be a 0700 root directory before it runs: during that window nobody but
+    root can even look up the path. The image creates it so (``packer/install-agent.sh``) and
+    ``bootcmd``, which runs before ``write_files`` in the same stage, makes sure of it again.
+    ``bootcmd`` runs on every boot inside ``cloud-init.service``; the start job it queues waits for
+    that oneshot to finish because the unit is ordered ``After=cloud-init.service``, so the agent
+    starts as soon as the key exists, before the user's own scripts (run by ``cloud-final``, in
+    name order, ahead of ``runcmd``). ``runcmd`` repeats the start once per instance, a no-op when
+    the agent already runs.
 ``shell``
     A POSIX ``sh`` snippet to paste, at the top level, into existing user data (an EKS bootstrap
     script, say). It turns xtrace and verbose off around the key and restores the caller's settings,
@@ -150,6 +152,8 @@ def _cloud_config(key: str, env_lines: tuple[str, ...]) -> str:
         "    content: |\n"
         f"{env_block}"
         "bootcmd:\n"
+        f'  - [mkdir, -p, -m, "0700", {CONFIG_DIR}]\n'
+        f'  - [chmod, "0700", {CONFIG_DIR}]\n'
         f"  - {start}\n"
         "runcmd:\n"
         f"  - {start}\n"
