@@ -36,6 +36,8 @@ COMMAND_MODULES = (
     "keysvc.commands.keys",
     "keysvc.commands.audit",
     "keysvc.commands.sweep",
+    "keysvc.commands.userdata",
+    "keysvc.commands.events",
 )
 
 

@@ -1,0 +1,85 @@
+"""``keysvc events consume``: revoke the keys of terminated instances, from an SQS queue.
+
+The queue is fed by an EventBridge rule (README, "Deploying"). SIGTERM or SIGINT stops the consumer
+after the batch in hand; with ``--once`` it handles one batch and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from keysvc.config import Settings
+from keysvc.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``events`` command group."""
+    group = subparsers.add_parser("events", help="consume EC2 termination events from SQS")
+    sub = group.add_subparsers(dest="events_command", required=True, metavar="SUBCOMMAND")
+    parser = sub.add_parser(
+        "consume",
+        help="long-poll the events queue and revoke the keys of terminated instances",
+        description="Long-poll the SQS queue, revoke the keys of instances that shut down or "
+        "terminate, complete Auto Scaling terminate lifecycle actions, and delete each message only "
+        "after its revocation committed. Malformed messages stay for the queue's redrive policy.",
+    )
+    parser.add_argument("--queue-url", help="SQS queue URL (default: events.queue_url in the config)")
+    parser.add_argument("--aws-region", help="AWS region of the queue (default: events.aws_region)")
+    parser.add_argument("--endpoint-url", help="AWS endpoint override, e.g. moto (default: real AWS)")
+    parser.add_argument("--wait-seconds", type=int, help="SQS long-poll wait, 0..20 (default: 20)")
+    parser.add_argument("--once", action="store_true", help="handle one batch, print the counters, exit")
+    parser.set_defaults(handler=run_consume)
+
+
+def run_consume(args: argparse.Namespace) -> int:
+    """Consume until SIGTERM/SIGINT (or one batch with ``--once``)."""
+    # Imported here so that `keysvc --help` and the other commands do not pay for boto3.
+    from keysvc.runtime import open_service  # noqa: PLC0415
+    from keysvc.sqs_consumer import EventConsumer, make_clients  # noqa: PLC0415
+
+    settings = _settings(args)
+    config = settings.events
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("queue_url", args.queue_url),
+            ("aws_region", args.aws_region),
+            ("endpoint_url", args.endpoint_url),
+            ("wait_seconds", args.wait_seconds),
+        )
+        if value is not None
+    }
+    config = dataclasses.replace(config, **overrides)
+    if not 0 <= config.wait_seconds <= 20:
+        raise ConfigError("--wait-seconds must be 0..20 (the SQS limit)")
+    service = open_service(settings)
+    sqs, autoscaling = make_clients(config)
+    consumer = EventConsumer(service, config, sqs, autoscaling)
+    if args.once:
+        consumer.poll_once()
+    else:
+        stop = threading.Event()
+
+        def _stop(_signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        consumer.run(stop)
+    sys.stdout.write(json.dumps(dataclasses.asdict(consumer.counters), sort_keys=True) + "\n")
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.load(Path(args.config) if args.config else None)
+    if args.state_dir:
+        settings = settings.with_env({"KEYSVC_STATE_DIR": args.state_dir})
+    return settings

@@ -1,0 +1,67 @@
+"""``keysvc userdata render``: the user data AddNode returns, for a key you already hold.
+
+The key is read from ``--key-file`` or from stdin, never from the command line, where any user on
+the machine could read it in the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from keysvc.errors import InvalidInput
+from keysvc.userdata import FORMS, AgentSettings, render
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``userdata`` command group."""
+    group = subparsers.add_parser("userdata", help="render EC2 user data that starts the agent")
+    sub = group.add_subparsers(dest="userdata_command", required=True, metavar="SUBCOMMAND")
+    parser = sub.add_parser(
+        "render",
+        help="print user data for a key (read from --key-file or stdin, never argv)",
+        description="Print user data that writes the key to /etc/nodelogs/key (0600) and starts "
+        "nodelogs-agent.service. The key is read from --key-file, or from stdin when it is omitted.",
+    )
+    parser.add_argument("--form", choices=FORMS, default="cloud-config", help="user data form")
+    parser.add_argument("--cluster", required=True, help="cluster id")
+    parser.add_argument("--node", required=True, help="node name")
+    parser.add_argument("--region", required=True, help="nodelogs region (selects bucket and endpoint)")
+    parser.add_argument("--endpoint", required=True, help="the keysvc URL the agent talks to")
+    parser.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        help="extra log source for the agent: a path, a glob or journal:<unit> (repeatable)",
+    )
+    parser.add_argument("--key-file", type=Path, help="file holding the key (default: read stdin)")
+    parser.set_defaults(handler=run_render)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Render user data to stdout."""
+    key = _read_key(args.key_file)
+    agent = AgentSettings(
+        endpoint=args.endpoint,
+        cluster=args.cluster,
+        node=args.node,
+        region=args.region,
+        sources=tuple(args.source),
+    )
+    sys.stdout.write(render(args.form, key, agent))
+    return 0
+
+
+def _read_key(path: Path | None) -> str:
+    if path is None:
+        if sys.stdin.isatty():
+            raise InvalidInput("pass the key on stdin or with --key-file")
+        text = sys.stdin.read(4096)
+    else:
+        try:
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read the key file {path}") from exc
+    return text.strip()
