@@ -1,0 +1,319 @@
+"""The stdlib HTTP transport against in-process servers on 127.0.0.1 (no other network)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from agent.errors import ConnectError, ConnectionLost, ProxyError, RequestTimeout, ResponseTooLarge
+from agent.proxyconfig import ProxyConfig
+from agent.transport import Transport
+
+Handler = Callable[[socket.socket, "RawServer"], None]
+
+
+class RawServer:
+    """A loopback TCP server that runs ``handler`` on each connection and records what it saw."""
+
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
+        self.handler = handler
+        self.tls = tls
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            self.handler(conn, self)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop accepting connections."""
+        self._stop.set()
+        self.listener.close()
+
+
+def read_request(conn: socket.socket, server: RawServer) -> bytes | None:
+    """Read one request head and its Content-Length body; record the head; None at EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = conn.recv(65536)
+        if not piece:
+            return None
+        data += piece
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    server.requests.append(head)
+    return head
+
+
+def answer(status: int = 200, body: bytes = b"ok", extra: bytes = b"") -> bytes:
+    """Build an HTTP/1.1 response."""
+    return (
+        f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\nContent-Type: text/plain\r\n".encode()
+        + extra
+        + b"\r\n"
+        + body
+    )
+
+
+def keep_alive(conn: socket.socket, server: RawServer) -> None:
+    """Answer every request on the connection with 200 'ok'."""
+    while read_request(conn, server) is not None:
+        conn.sendall(answer())
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., RawServer]]:
+    """Start RawServers and close them after the test."""
+    started: list[RawServer] = []
+
+    def start(handler: Handler, tls: ssl.SSLContext | None = None) -> RawServer:
+        server = RawServer(handler, tls)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def direct() -> Transport:
+    """A transport with no proxy configured."""
+    return Transport(ProxyConfig(), timeout=5.0)
+
+
+def test_get_returns_status_headers_and_body(serve: Callable[..., RawServer]) -> None:
+    """A direct GET returns the status, lower-cased headers and the exact body."""
+    server = serve(keep_alive)
+    with direct() as transport:
+        response = transport.request("GET", f"http://127.0.0.1:{server.port}/a/b?x=1&y=%2F")
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/plain"
+    assert response.body == b"ok"
+    assert server.requests[0].startswith(b"GET /a/b?x=1&y=%2F HTTP/1.1\r\n")
+
+
+def test_keep_alive_reuses_one_connection(serve: Callable[..., RawServer]) -> None:
+    """Three requests to the same host share one TCP connection."""
+    server = serve(keep_alive)
+    with direct() as transport:
+        for _ in range(3):
+            assert transport.request("PUT", f"http://127.0.0.1:{server.port}/o", body=b"x" * 10).status == 200
+    assert server.connections == 1
+    assert len(server.requests) == 3
+
+
+def test_error_statuses_are_returned_not_raised(serve: Callable[..., RawServer]) -> None:
+    """A 503 answer is a Response, not an exception."""
+
+    def unavailable(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn, server)
+        conn.sendall(answer(503, b"busy", b"Retry-After: 2\r\n"))
+
+    server = serve(unavailable)
+    with direct() as transport:
+        response = transport.request("POST", f"http://127.0.0.1:{server.port}/v1/ingest/grants", body=b"{}")
+    assert response.status == 503
+    assert response.headers["retry-after"] == "2"
+
+
+def test_stale_idle_connection_is_retried_once_on_a_new_one(serve: Callable[..., RawServer]) -> None:
+    """When the server closed an idle keep-alive connection, the next request still succeeds."""
+
+    def one_then_close(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn, server)
+        conn.sendall(answer())
+        conn.shutdown(socket.SHUT_RDWR)
+
+    server = serve(one_then_close)
+    with direct() as transport:
+        assert transport.request("GET", f"http://127.0.0.1:{server.port}/1").status == 200
+        assert transport.request("GET", f"http://127.0.0.1:{server.port}/2").status == 200
+    assert server.connections == 2
+
+
+def test_connection_closed_without_answer_on_new_connection_raises(serve: Callable[..., RawServer]) -> None:
+    """A fresh connection closed before any answer raises ConnectionLost, without looping."""
+
+    def hang_up(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn, server)
+
+    server = serve(hang_up)
+    with direct() as transport, pytest.raises(ConnectionLost):
+        transport.request("GET", f"http://127.0.0.1:{server.port}/")
+    assert server.connections == 1
+
+
+def test_body_over_the_bound_raises(serve: Callable[..., RawServer]) -> None:
+    """A body larger than max_body_bytes raises ResponseTooLarge instead of filling memory."""
+
+    def big(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn, server)
+        conn.sendall(answer(200, b"y" * 5000))
+
+    server = serve(big)
+    transport = Transport(ProxyConfig(), timeout=5.0, max_body_bytes=4096)
+    with transport, pytest.raises(ResponseTooLarge):
+        transport.request("GET", f"http://127.0.0.1:{server.port}/")
+
+
+def test_read_timeout_raises_request_timeout(serve: Callable[..., RawServer]) -> None:
+    """A server that never answers makes the request fail with RequestTimeout after the read timeout."""
+    release = threading.Event()
+
+    def silent(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn, server)
+        release.wait(5)
+
+    server = serve(silent)
+    with direct() as transport, pytest.raises(RequestTimeout):
+        transport.request("GET", f"http://127.0.0.1:{server.port}/", timeout=0.3)
+    release.set()
+
+
+def test_refused_connection_raises_connect_error() -> None:
+    """Nothing listening on the port gives ConnectError naming the target."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with direct() as transport, pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
+        transport.request("GET", f"http://127.0.0.1:{port}/")
+
+
+def test_unsupported_url_scheme_raises() -> None:
+    """Only http and https URLs are accepted."""
+    with direct() as transport, pytest.raises(ConnectError):
+        transport.request("GET", "ftp://example.com/")
+
+
+def test_http_through_proxy_uses_absolute_form_and_basic_auth(serve: Callable[..., RawServer]) -> None:
+    """An http:// request through a proxy sends the absolute URL and Proxy-Authorization to the proxy."""
+    proxy = serve(keep_alive)
+    config = ProxyConfig(http_proxy=f"http://agent:p%40ss@127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport:
+        response = transport.request("GET", "http://bucket.example:8080/b/o?sig=1")
+    assert response.status == 200
+    head = proxy.requests[0].decode()
+    assert head.startswith("GET http://bucket.example:8080/b/o?sig=1 HTTP/1.1\r\n")
+    assert "Host: bucket.example:8080" in head
+    expected = base64.b64encode(b"agent:p@ss").decode()
+    assert f"Proxy-Authorization: Basic {expected}" in head
+
+
+def test_https_through_proxy_opens_a_connect_tunnel(serve: Callable[..., RawServer]) -> None:
+    """An https:// request through a proxy sends CONNECT host:port with credentials; a 407 is a ProxyError."""
+
+    def refuse(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn, server)
+        conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+
+    proxy = serve(refuse)
+    config = ProxyConfig(https_proxy=f"http://agent:secret@127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport, pytest.raises(ProxyError) as caught:
+        transport.request("PUT", "https://storage.example.com/b/o", body=b"data")
+    assert "407" in str(caught.value)
+    assert "secret" not in str(caught.value)
+    head = proxy.requests[0].decode()
+    assert head.startswith("CONNECT storage.example.com:443 HTTP/1.")
+    assert "Proxy-Authorization: Basic " + base64.b64encode(b"agent:secret").decode() in head
+
+
+def test_non_http_proxy_is_refused_clearly() -> None:
+    """A socks5:// proxy is reported as unusable rather than silently bypassed."""
+    config = ProxyConfig(https_proxy="socks5://127.0.0.1:1080")
+    with Transport(config) as transport, pytest.raises(ProxyError, match="only http://"):
+        transport.request("GET", "https://storage.example.com/")
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, written to files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nodelogs test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+def _server_tls(tls_files: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    return context
+
+
+def test_https_verifies_against_the_given_ca(
+    serve: Callable[..., RawServer], tls_files: tuple[Path, Path]
+) -> None:
+    """With the server's CA in ca_file, an https request succeeds and reuses its connection."""
+    server = serve(keep_alive, _server_tls(tls_files))
+    with Transport(ProxyConfig(), timeout=5.0, ca_file=str(tls_files[0])) as transport:
+        assert transport.request("GET", f"https://127.0.0.1:{server.port}/").body == b"ok"
+        assert transport.request("GET", f"https://127.0.0.1:{server.port}/").status == 200
+    assert server.connections == 1
+
+
+def test_https_refuses_an_unknown_certificate(
+    serve: Callable[..., RawServer], tls_files: tuple[Path, Path]
+) -> None:
+    """TLS verification is on: a self-signed certificate not in the trust store is a ConnectError."""
+    server = serve(keep_alive, _server_tls(tls_files))
+    with direct() as transport, pytest.raises(ConnectError, match="TLS"):
+        transport.request("GET", f"https://127.0.0.1:{server.port}/")
