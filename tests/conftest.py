@@ -35,3 +35,10 @@ def tinyproxy() -> Iterator[servers.Server]:
     """A tinyproxy forward proxy for the whole session."""
     with servers.running(servers.start_tinyproxy) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tinyproxy_open() -> Iterator[servers.Server]:
+    """A tinyproxy allowing CONNECT to any port; it wants Basic auth as ``agent`` / ``pr0xy``."""
+    with servers.running(servers.start_tinyproxy_open, ("agent", "pr0xy")) as server:
+        yield server

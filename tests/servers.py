@@ -191,3 +191,43 @@ def run_cli(argv: Sequence[str], env: dict[str, str] | None = None, check: bool 
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr}")
     return result
+
+
+def start_tinyproxy_open(basic_auth: tuple[str, str] | None = None) -> Server:
+    """Start tinyproxy allowing CONNECT to any port (test TLS servers use free ports), maybe with auth."""
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="nodelogs-proxy-"))
+    log = workdir / "tinyproxy.log"
+    conf = workdir / "tinyproxy.conf"
+    auth = f"BasicAuth {basic_auth[0]} {basic_auth[1]}\n" if basic_auth else ""
+    conf.write_text(
+        f"Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nLogLevel Connect\n"
+        f'LogFile "{log}"\nMaxClients 100\nDisableViaHeader Yes\n{auth}'
+    )
+    log.touch()
+    log.chmod(0o666)
+    workdir.chmod(0o777)
+    process = subprocess.Popen(
+        ["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_until(lambda: port_open(port), what="tinyproxy")
+    return Server("tinyproxy", f"http://127.0.0.1:{port}", port, process, workdir=workdir,
+                  extra={"log": str(log)})
+
+
+def loopback_hostname() -> str:
+    """Return a host name, not "localhost", that resolves to 127.0.0.1 (Go never proxies loopback literals).
+
+    Uses this machine's host name when /etc/hosts maps it to 127.0.0.1 (``vm`` on CI); otherwise maps
+    ``bucket.nodelogs.test`` to 127.0.0.1 in /etc/hosts, which needs root (CI runs as root).
+    """
+    for name in (socket.gethostname(), "bucket.nodelogs.test"):
+        try:
+            if name != "localhost" and socket.gethostbyname(name) == "127.0.0.1":
+                return name
+        except OSError:
+            continue
+    with Path("/etc/hosts").open("a", encoding="ascii") as hosts:
+        hosts.write("127.0.0.1 bucket.nodelogs.test\n")
+    return "bucket.nodelogs.test"
+
