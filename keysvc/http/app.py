@@ -1,0 +1,124 @@
+"""The FastAPI application: routes, error mapping, health, readiness, metrics, OpenAPI.
+
+:func:`create_app` wires collaborators that are built elsewhere (``keysvc serve`` or a test), so
+the app itself opens nothing. Endpoints that touch the store are plain ``def`` functions: FastAPI
+runs them in its thread pool, and the store is thread-safe.
+"""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
+
+from keysvc import metrics as metrics_module
+from keysvc.clock import Clock, SystemClock
+from keysvc.config import Settings
+from keysvc.credentials import CredentialFile
+from keysvc.errors import KeysvcError
+from keysvc.http import admin, errors, ingest, nodes
+from keysvc.http.auth import Guard
+from keysvc.http.context import Context, KeyServiceApi
+from keysvc.http.gate import RequestGate
+from keysvc.http.responses import documented
+from keysvc.http.schemas import Health
+from keysvc.metrics import Metrics
+from keysvc.ratelimit import FailureLimiter
+from keysvc.url_signing import UrlSigner
+
+_CODES = {404: "not_found", 405: "method_not_allowed", 403: "forbidden", 401: "unauthorized"}
+
+
+def create_app(
+    service: KeyServiceApi,
+    settings: Settings,
+    signer: UrlSigner,
+    credentials: CredentialFile,
+    *,
+    clock: Clock | None = None,
+    limiter: FailureLimiter | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """Build the keysvc HTTP application around an open service."""
+    clock = clock if clock is not None else SystemClock()
+    metrics = metrics if metrics is not None else Metrics()
+    limiter = limiter if limiter is not None else FailureLimiter()
+    guard = Guard(service, credentials, limiter, clock, metrics)
+    ctx = Context(
+        service=service, settings=settings, signer=signer, guard=guard, clock=clock, metrics=metrics
+    )
+
+    app = FastAPI(
+        title="keysvc",
+        version="1",
+        summary="Per-node, one-hour, ingest-only keys and the signed upload URLs they buy.",
+    )
+    app.include_router(nodes.router(ctx))
+    app.include_router(ingest.router(ctx))
+    app.include_router(admin.router(ctx))
+    app.add_middleware(
+        RequestGate,
+        guard=guard,
+        metrics=metrics,
+        max_body_bytes=settings.server.max_body_bytes,
+        grant_path=ingest.GRANT_PATH,
+    )
+    _install_error_handlers(app)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness")
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        responses=documented(503),
+        tags=["ops"],
+        summary="Store and signer ready",
+    )
+    def readyz() -> Health:
+        service.check_ready()
+        signer.check_ready()
+        return Health(status="ready")
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"], summary="Prometheus metrics")
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type=metrics_module.CONTENT_TYPE)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    log = structlog.get_logger()
+
+    async def on_keysvc_error(_request: Request, exc: Exception) -> JSONResponse:
+        response = (
+            errors.for_error(exc)
+            if isinstance(exc, KeysvcError)
+            else errors.error_response(500, "internal", "")
+        )
+        if response.status_code >= 500:
+            log.error("request_failed", error=type(exc).__name__, message=str(exc))
+        return response
+
+    async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
+        found = exc.errors() if isinstance(exc, RequestValidationError) else []
+        status, code, message = errors.describe_validation(found)
+        return errors.error_response(status, code, message)
+
+    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, HTTPException):
+            return errors.error_response(500, "internal", "internal error")
+        code = _CODES.get(exc.status_code, "error")
+        return errors.error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+    async def on_anything(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", error=type(exc).__name__)
+        return errors.error_response(500, "internal", "internal error")
+
+    app.add_exception_handler(KeysvcError, on_keysvc_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(Exception, on_anything)

@@ -1,0 +1,112 @@
+"""Provisioner endpoints: AddNode and node terminated."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, Security
+from fastapi.security import HTTPBearer
+
+from keysvc.errors import InvalidInput
+from keysvc.http.admin import revoke_node
+from keysvc.http.context import Context
+from keysvc.http.responses import AUTHED, documented
+from keysvc.http.schemas import AddNodeRequest, AddNodeResponse, RevokedResponse, TerminatedRequest
+from keysvc.models import AddNode
+from keysvc.userdata import AgentSettings, render
+
+bearer = HTTPBearer(auto_error=False, description="provisioner token (nlt1_...)")
+
+
+def parse_started_at(value: str | float) -> float:
+    """Return Unix seconds from RFC 3339 text (with a zone) or from a number."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidInput("started_at must be a non-negative number of Unix seconds")
+        return value
+    if len(value) > 40:
+        raise InvalidInput("started_at is not an RFC 3339 timestamp")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput("started_at is not an RFC 3339 timestamp") from exc
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise InvalidInput("started_at must be RFC 3339 with a time zone, e.g. 2026-11-28T08:00:00Z")
+    return parsed.timestamp()
+
+
+def rfc3339(unix: float) -> str:
+    """Return ``unix`` as RFC 3339 in UTC with a ``Z``."""
+    moment = datetime.fromtimestamp(unix, UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def router(ctx: Context) -> APIRouter:
+    """Build the provisioner routes."""
+    api = APIRouter(tags=["provisioner"], dependencies=[Security(bearer)])
+
+    @api.post(
+        "/v1/nodes",
+        status_code=201,
+        response_model=AddNodeResponse,
+        responses=documented(*AUTHED, 409),
+        summary="AddNode: mint a node's ingest key and its user data",
+    )
+    def add_node(body: AddNodeRequest, request: Request) -> AddNodeResponse:
+        caller = ctx.guard.token(request, "nodes:add")
+        region = ctx.settings.regions.get(body.region)
+        if region is None:
+            raise InvalidInput("unknown region")
+        issued = ctx.service.add_node(
+            AddNode(
+                cluster=body.cluster,
+                node=body.node,
+                instance=body.instance,
+                region=body.region,
+                operation_id=body.operation_id,
+                started_at=parse_started_at(body.started_at),
+            ),
+            actor=f"credential:{caller.name}",
+        )
+        ctx.metrics.keys_issued.inc()
+        if issued.superseded:
+            ctx.metrics.revocations.inc("superseded", amount=len(issued.superseded))
+        record = issued.record
+        agent = AgentSettings(
+            endpoint=region.endpoint, cluster=record.cluster, node=record.node, region=record.region
+        )
+        return AddNodeResponse(
+            key=issued.key,
+            key_id=record.key_id,
+            expires_at=rfc3339(record.expires_at),
+            expires_at_unix=record.expires_at,
+            endpoint=region.endpoint,
+            user_data=render("cloud-config", issued.key, agent),
+            superseded=list(issued.superseded),
+        )
+
+    @api.post(
+        "/v1/nodes/terminated",
+        response_model=RevokedResponse,
+        responses=documented(*AUTHED),
+        summary="A node terminated: revoke its key by instance, or by cluster and node",
+    )
+    def terminated(body: TerminatedRequest, request: Request) -> RevokedResponse:
+        caller = ctx.guard.token(request, "nodes:terminate")
+        reason = body.reason or "terminated"
+        actor = f"credential:{caller.name}"
+        if body.instance is not None:
+            revoked = ctx.service.revoke(reason=reason, actor=actor, instance=body.instance)
+        elif body.cluster is not None and body.node is not None:
+            revoked = revoke_node(ctx, reason=reason, actor=actor, cluster=body.cluster, node=body.node)
+        else:
+            raise InvalidInput("give exactly one of: instance, or cluster and node")
+        if revoked:
+            ctx.metrics.revocations.inc("terminated", amount=len(revoked))
+        return RevokedResponse(revoked=revoked)
+
+    return api

@@ -1,0 +1,211 @@
+"""Request and response bodies of the HTTP API, as pydantic models.
+
+Request models forbid unknown fields, never coerce types (``"1"`` is not 1) and refuse NaN and
+infinities. Identifier syntax is checked by :mod:`keysvc.ids` in the service (answering 400), so
+the schemas only bound lengths; the OpenAPI document served at ``/openapi.json`` is generated
+from these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Reason = Annotated[str, Field(min_length=1, max_length=200, description="why, for the audit log")]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _printable(value: str | None) -> str | None:
+    if value is not None and not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(description="a stable machine-readable code")
+    message: str = Field(description="a human explanation that never contains a secret")
+
+
+class AddNodeRequest(_Request):
+    """The provisioner asks for a key for a node it is adding."""
+
+    cluster: str = Field(max_length=63)
+    node: str = Field(max_length=253)
+    instance: str = Field(max_length=19)
+    region: str = Field(max_length=32)
+    operation_id: str = Field(max_length=128)
+    started_at: str | float = Field(
+        description="when the AddNode operation began: RFC 3339 (2026-11-28T08:00:00Z) or Unix seconds"
+    )
+
+
+class AddNodeResponse(BaseModel):
+    """The new key, shown exactly once, and what the node needs to use it."""
+
+    key: str
+    key_id: str
+    expires_at: str = Field(description="RFC 3339, UTC")
+    expires_at_unix: float
+    endpoint: str = Field(description="the keysvc URL agents in this region use")
+    user_data: str = Field(description="cloud-config that installs the key and starts the agent")
+    superseded: list[str] = Field(description="ids of earlier keys of this node, revoked by this call")
+
+
+class TerminatedRequest(_Request):
+    """A node is gone: revoke its key, by instance or by cluster and node."""
+
+    instance: str | None = Field(default=None, max_length=19)
+    cluster: str | None = Field(default=None, max_length=63)
+    node: str | None = Field(default=None, max_length=253)
+    reason: Reason | None = None
+
+    _reason_printable = field_validator("reason")(_printable)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> TerminatedRequest:
+        by_node = self.cluster is not None and self.node is not None
+        partial = (self.cluster is None) != (self.node is None)
+        if partial or (self.instance is not None) == by_node:
+            raise ValueError("give exactly one of: instance, or cluster and node")
+        return self
+
+
+class RevokedResponse(BaseModel):
+    """The keys revoked by this call (already-ended keys are not listed again)."""
+
+    revoked: list[str]
+
+
+class GrantObject(_Request):
+    """One chunk the agent wants to upload."""
+
+    name: str = Field(description="the object suffix: <source>/g<NNNNNN>/<16-digit start>-<16-digit end>.gz")
+
+
+class GrantRequest(_Request):
+    """An agent asks for upload URLs. An empty ``objects`` list just reports time and expiry."""
+
+    cluster: str = Field(max_length=63)
+    node: str = Field(max_length=253)
+    region: str = Field(max_length=32)
+    objects: list[GrantObject]
+
+
+class Grant(BaseModel):
+    """One signed PUT URL."""
+
+    name: str
+    object: str = Field(description="the full object name in the bucket")
+    url: str
+    method: Literal["PUT"]
+    headers: dict[str, str] = Field(description="send exactly these headers with the PUT")
+    expires_at: float
+
+
+class GrantResponse(BaseModel):
+    """Upload URLs, with the server's clock so the agent need not trust its own."""
+
+    key_id: str
+    server_time: float
+    key_expires_at: float
+    bucket: str
+    grants: list[Grant]
+
+
+class KeyOut(BaseModel):
+    """A key's record; never its secret or hash."""
+
+    key_id: str
+    cluster: str
+    node: str
+    instance: str
+    region: str
+    operation_id: str
+    started_at: float
+    issued_at: float
+    expires_at: float
+    state: str
+    ended_at: float | None
+    end_reason: str | None
+    uses: int
+    last_used_at: float | None
+
+
+class KeyList(BaseModel):
+    """Keys matching a query."""
+
+    keys: list[KeyOut]
+
+
+class AuditOut(BaseModel):
+    """One audit record as stored: numbered, chained and signed."""
+
+    seq: int
+    at: float
+    event: str
+    key_id: str | None
+    cluster: str | None
+    node: str | None
+    instance: str | None
+    region: str | None
+    actor: str | None
+    source: str | None
+    reason: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    record_hash: str
+    signer: str
+
+
+class AuditList(BaseModel):
+    """Audit records matching a query, oldest first."""
+
+    records: list[AuditOut]
+
+
+class VerifyOut(BaseModel):
+    """The result of verifying the whole audit chain."""
+
+    ok: bool
+    detail: dict[str, Any]
+
+
+class RevokeKeyRequest(_Request):
+    """Revoke one key."""
+
+    reason: Reason
+
+    _reason_printable = field_validator("reason")(_printable)
+
+
+class RevocationRequest(_Request):
+    """Revoke by exactly one selector: a key id, a cluster, a node of a cluster, or an instance."""
+
+    key_id: str | None = Field(default=None, max_length=64)
+    cluster: str | None = Field(default=None, max_length=63)
+    node: str | None = Field(default=None, max_length=253)
+    instance: str | None = Field(default=None, max_length=19)
+    reason: Reason
+
+    _reason_printable = field_validator("reason")(_printable)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> RevocationRequest:
+        if self.node is not None and self.cluster is None:
+            raise ValueError("node needs its cluster")
+        chosen = [self.key_id is not None, self.cluster is not None, self.instance is not None]
+        if sum(chosen) != 1:
+            raise ValueError("give exactly one of: key_id, cluster (optionally with node), instance")
+        return self
+
+
+class Health(BaseModel):
+    """Liveness and readiness answers."""
+
+    status: str
