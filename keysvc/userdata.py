@@ -104,7 +104,10 @@ def _checked_key(key: str) -> str:
 
 
 def _checked_endpoint(endpoint: str) -> str:
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+    try:
+        parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+    except ValueError:  # an unbalanced "[" or "]" in the host
+        parts = None
     if (
         parts is None
         or parts.scheme not in {"https", "http"}
