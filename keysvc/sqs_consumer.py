@@ -32,7 +32,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keysvc.config import EventsConfig
-from keysvc.errors import EventError, KeysvcError
+from keysvc.errors import ConfigError, EventError, KeysvcError
 from keysvc.events import ACTOR, Ignored, LifecycleAction, Termination, parse_message
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class EventConsumer:
         wait: Callable[[float], bool] | None = None,
     ) -> None:
         if not config.queue_url:
-            raise EventError("no events queue configured (events.queue_url / KEYSVC_EVENTS_QUEUE_URL)")
+            raise ConfigError("no events queue configured (events.queue_url / KEYSVC_EVENTS_QUEUE_URL)")
         self.service = service
         self.config = config
         self.sqs = sqs
@@ -237,7 +237,7 @@ def consume_forever(
 def start_consumer_thread(service: Revoker, config: EventsConfig, stop: threading.Event) -> threading.Thread:
     """Run :func:`consume_forever` in a daemon thread (``keysvc serve`` with ``events.in_serve``)."""
     if not config.queue_url:
-        raise EventError("no events queue configured (events.queue_url / KEYSVC_EVENTS_QUEUE_URL)")
+        raise ConfigError("no events queue configured (events.queue_url / KEYSVC_EVENTS_QUEUE_URL)")
     thread = threading.Thread(
         target=consume_forever, args=(service, config, stop), name="keysvc-events", daemon=True
     )
