@@ -38,6 +38,8 @@ COMMAND_MODULES = (
     "keysvc.commands.sweep",
     "keysvc.commands.userdata",
     "keysvc.commands.events",
+    "keysvc.commands.serve",
+    "keysvc.commands.credentials",
 )
 
 

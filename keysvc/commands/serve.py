@@ -1,0 +1,95 @@
+"""``keysvc serve``: the HTTP service under uvicorn, with the sweeper (and optionally the event consumer).
+
+uvicorn handles SIGTERM and SIGINT itself: it stops accepting connections, lets requests in flight
+finish (up to ``--graceful-seconds``), then returns; the sweeper and consumer threads are stopped and
+the store closed after that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+import structlog
+
+from keysvc.runtime import load_settings
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Serve AddNode, node-terminated, upload grants and the admin API over HTTP. "
+        "Configured by --config/KEYSVC_CONFIG and KEYSVC_* variables; see README, 'The service'.",
+    )
+    parser.add_argument("--host", help="listen address (default: server.host)")
+    parser.add_argument("--port", type=int, help="listen port (default: server.port)")
+    parser.add_argument(
+        "--auth-burst", type=int, default=10, help="failed authentications a source may make in a burst (10)"
+    )
+    parser.add_argument(
+        "--auth-refill", type=float, default=0.5, help="failed authentications regained per second (0.5)"
+    )
+    parser.add_argument(
+        "--graceful-seconds",
+        type=float,
+        default=10.0,
+        help="how long requests in flight may finish on SIGTERM",
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    parser.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run until SIGTERM or SIGINT."""
+    # Imported here so that the other commands do not pay for FastAPI, uvicorn and google-cloud-storage.
+    import uvicorn  # noqa: PLC0415
+
+    from keysvc.credentials import CredentialFile  # noqa: PLC0415
+    from keysvc.http import create_app  # noqa: PLC0415
+    from keysvc.ratelimit import FailureLimiter  # noqa: PLC0415
+    from keysvc.runtime import open_service  # noqa: PLC0415
+    from keysvc.sweeper import Sweeper  # noqa: PLC0415
+    from keysvc.url_signing import GcsUrlSigner  # noqa: PLC0415
+
+    log = structlog.get_logger()
+    settings = load_settings(args.config, args.state_dir)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    service = open_service(settings)
+    stop = threading.Event()
+    sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop)
+    try:
+        signer = GcsUrlSigner(settings.gcs.service_account_file, settings.gcs.endpoint)
+        app = create_app(
+            service,
+            settings,
+            signer,
+            CredentialFile(settings.server.credentials_file),
+            limiter=FailureLimiter(burst=args.auth_burst, per_second=args.auth_refill),
+        )
+        sweeper.start()
+        if settings.events.in_serve and settings.events.queue_url:
+            from keysvc.sqs_consumer import start_consumer_thread  # noqa: PLC0415
+
+            start_consumer_thread(service, settings.events, stop)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=args.access_log,
+            timeout_graceful_shutdown=max(1, int(args.graceful_seconds)),
+            server_header=False,
+            proxy_headers=False,
+            backlog=4096,
+        )
+        log.info("serving", host=host, port=port, database=settings.state.database.split("://", 1)[0])
+        uvicorn.Server(config).run()
+    finally:
+        sweeper.stop()
+        service.close()
+        log.info("stopped")
+    return 0
