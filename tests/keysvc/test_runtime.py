@@ -1,0 +1,54 @@
+"""Wiring settings into a service: store opened and migrated, signing key generated once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from keysvc.clock import ManualClock
+from keysvc.config import Settings, StateConfig
+from keysvc.models import AddNode
+from keysvc.runtime import load_settings, open_service
+
+
+def settings_for(state_dir: Path, ttl: int = 3600) -> Settings:
+    """Settings whose state lives in ``state_dir``."""
+    return replace(
+        Settings(),
+        state=StateConfig(
+            database=f"sqlite:///{state_dir}/keysvc.db",
+            audit_signing_key=state_dir / "audit-signing-key.pem",
+            key_ttl_seconds=ttl,
+        ),
+    )
+
+
+def test_open_service_creates_state_and_reuses_it(tmp_path: Path) -> None:
+    """The first open creates the database and key; the second sees the same chain and key."""
+    clock = ManualClock(1_800_000_000.0)
+    settings = settings_for(tmp_path / "state", ttl=120)
+    service = open_service(settings, clock=clock)
+    issued = service.add_node(AddNode("c", "n", "i-0123456789abcdef0", "eu", "op", clock.now()), actor="test")
+    assert issued.record.expires_at == clock.now() + 120
+    keys = service.audit_public_keys()
+    service.close()
+    assert (tmp_path / "state" / "audit-signing-key.pem").stat().st_mode & 0o777 == 0o600
+    again = open_service(settings, clock=clock)
+    assert again.audit_public_keys() == keys
+    assert again.verify_audit().records == 1
+    again.check_ready()
+    again.close()
+
+
+def test_load_settings_state_dir_flag_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--state-dir overrides the database and key locations from the environment."""
+
+    monkeypatch.setenv("KEYSVC_DATABASE", "sqlite:////elsewhere/db")
+    settings = load_settings(None, str(tmp_path))
+    assert settings.state.database == f"sqlite:///{tmp_path}/keysvc.db"
+    assert settings.state.audit_signing_key == tmp_path / "audit-signing-key.pem"
+    monkeypatch.delenv("KEYSVC_DATABASE")
+    monkeypatch.setenv("KEYSVC_STATE_DIR", str(tmp_path / "env"))
+    assert load_settings().state.database == f"sqlite:///{tmp_path}/env/keysvc.db"

@@ -1,0 +1,422 @@
+"""Unit tests of the key service with a manual clock, over every store backend."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from keysvc import keyformat
+from keysvc.audit_signing import AuditSigner
+from keysvc.checks import Reason
+from keysvc.clock import ManualClock
+from keysvc.errors import AuditIntegrityError, ConfigError, Conflict, InvalidInput, NotFound, Refused
+from keysvc.models import AddNode, EventType, KeyState, Scope
+from keysvc.service import KeyService
+from keysvc.store import Store
+
+T0 = 1_800_000_000.0
+INSTANCE = "i-0123456789abcdef0"
+
+
+def add(
+    cluster: str = "prod",
+    node: str = "node-1",
+    *,
+    op: str = "op-1",
+    started: float = T0,
+    region: str = "eu",
+    instance: str = INSTANCE,
+) -> AddNode:
+    """Build an AddNode with sensible defaults."""
+    return AddNode(
+        cluster=cluster, node=node, instance=instance, region=region, operation_id=op, started_at=started
+    )
+
+
+def scope(cluster: str = "prod", node: str = "node-1", region: str = "eu") -> Scope:
+    """The ingest scope a request wants."""
+    return Scope(cluster=cluster, node=node, region=region)
+
+
+def refusal_reason(service: KeyService, presented: str, wanted: Scope | None = None) -> str:
+    """Authenticate and return the refusal reason; fail if the key was accepted."""
+    with pytest.raises(Refused) as caught:
+        service.authenticate_ingest(presented, wanted=wanted or scope(), source="10.0.0.1")
+    assert str(caught.value) == "credential refused"
+    return caught.value.reason
+
+
+def events(service: KeyService, **filters: object) -> list[tuple[EventType, str | None]]:
+    """The (event, reason) pairs of the audit log."""
+    return [(r.event.event, r.event.reason) for r in service.audit_log(**filters)]  # type: ignore[arg-type]
+
+
+def test_add_node_mints_a_key_stored_only_as_hash(service: KeyService) -> None:
+    """AddNode returns a well-formed key once; the store keeps its hash and an issued record."""
+    issued = service.add_node(add(), actor="provisioner")
+    assert keyformat.parse(issued.key).__class__.__name__ == "Success"
+    record = service.get_key(issued.record.key_id)
+    assert record.key_hash == keyformat.key_hash(issued.key)
+    assert record.state is KeyState.LIVE
+    assert record.expires_at == T0 + 3600
+    assert issued.key not in repr(issued)
+    assert events(service) == [(EventType.ISSUED, None)]
+    audit = service.audit_log()[0]
+    assert audit.event.actor == "provisioner"
+    assert audit.event.detail["operation_id"] == "op-1"
+
+
+def test_key_valid_at_3599_and_refused_at_3600(service: KeyService, clock: ManualClock) -> None:
+    """The TTL boundary: valid one second before expiry, refused as expired at it."""
+    issued = service.add_node(add(), actor="p")
+    clock.set(T0 + 3599)
+    assert (
+        service.authenticate_ingest(issued.key, wanted=scope(), source="10.0.0.1").key_id
+        == issued.record.key_id
+    )
+    clock.set(T0 + 3600)
+    assert refusal_reason(service, issued.key) == Reason.EXPIRED
+    assert service.get_key(issued.record.key_id).state is KeyState.EXPIRED
+
+
+def test_expiry_counts_from_addnode_start_not_issue_time(service: KeyService, clock: ManualClock) -> None:
+    """A key minted 100 s after its AddNode began still expires 3600 s after the start."""
+    clock.set(T0 + 100)
+    issued = service.add_node(add(started=T0), actor="p")
+    assert issued.record.expires_at == T0 + 3600
+    clock.set(T0 + 3600)
+    assert refusal_reason(service, issued.key) == Reason.EXPIRED
+
+
+def test_shortened_ttl_is_honoured(store: Store, signer: AuditSigner, clock: ManualClock) -> None:
+    """Configuration may shorten the TTL; the boundary moves with it."""
+    short = KeyService(store, signer, clock, key_ttl_seconds=60)
+    issued = short.add_node(add(), actor="p")
+    clock.set(T0 + 59)
+    short.authenticate_ingest(issued.key, wanted=scope(), source="a")
+    clock.set(T0 + 60)
+    assert refusal_reason(short, issued.key) == Reason.EXPIRED
+
+
+def test_ttl_cannot_be_lengthened(store: Store, signer: AuditSigner, clock: ManualClock) -> None:
+    """A TTL above 3600 s is a configuration error."""
+    with pytest.raises(ConfigError):
+        KeyService(store, signer, clock, key_ttl_seconds=3601)
+
+
+def test_stale_or_future_addnode_is_refused(service: KeyService, clock: ManualClock) -> None:
+    """An AddNode whose key would already be expired, or that starts far in the future, is invalid."""
+    clock.set(T0 + 3600)
+    with pytest.raises(InvalidInput, match="too long ago"):
+        service.add_node(add(started=T0), actor="p")
+    with pytest.raises(InvalidInput, match="future"):
+        service.add_node(add(started=T0 + 3600 + 301), actor="p")
+    assert service.add_node(add(started=T0 + 3600 + 300), actor="p").record.expires_at == T0 + 7200 + 300
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cluster", "Prod"),
+        ("cluster", "a" * 64),
+        ("node", "node_1"),
+        ("instance", "i-123"),
+        ("region", "EU"),
+        ("operation_id", ""),
+        ("operation_id", "op 1"),
+    ],
+)
+def test_invalid_ids_are_refused(service: KeyService, field: str, value: str) -> None:
+    """Every id of an AddNode is validated strictly and the error names the field."""
+    request = dataclasses.replace(add(), **{field: value})
+    with pytest.raises(InvalidInput, match=field):
+        service.add_node(request, actor="p")
+    assert service.list_keys() == []
+    assert service.audit_log() == []
+
+
+def test_retry_with_same_operation_supersedes(service: KeyService) -> None:
+    """A retried AddNode re-mints and revokes the earlier key: never two live keys for a node."""
+    first = service.add_node(add(), actor="p")
+    second = service.add_node(add(), actor="p")
+    assert second.key != first.key
+    assert second.superseded == (first.record.key_id,)
+    live = service.list_keys(state=KeyState.LIVE)
+    assert [k.key_id for k in live] == [second.record.key_id]
+    old = service.get_key(first.record.key_id)
+    assert (old.state, old.end_reason, old.key_hash) == (KeyState.REVOKED, "superseded", None)
+    assert refusal_reason(service, first.key) == Reason.REVOKED
+    assert events(service)[:3] == [
+        (EventType.ISSUED, None),
+        (EventType.REVOKED, "superseded"),
+        (EventType.ISSUED, None),
+    ]
+    assert service.audit_log()[2].event.detail["retry"] is True
+
+
+def test_same_operation_with_other_parameters_conflicts(service: KeyService) -> None:
+    """Reusing an operation id for a different AddNode is a conflict and changes nothing."""
+    first = service.add_node(add(), actor="p")
+    with pytest.raises(Conflict):
+        service.add_node(add(node="node-2"), actor="p")
+    with pytest.raises(Conflict):
+        service.add_node(add(started=T0 + 1), actor="p")
+    assert [k.key_id for k in service.list_keys()] == [first.record.key_id]
+    assert len(service.audit_log()) == 1
+
+
+def test_new_addnode_for_node_revokes_old_key(service: KeyService, clock: ManualClock) -> None:
+    """A new AddNode (new operation) for a node with a live key revokes the old key."""
+    first = service.add_node(add(op="op-1"), actor="p")
+    clock.advance(10)
+    second = service.add_node(add(op="op-2", started=T0 + 10, instance="i-0123456789abcdef1"), actor="p")
+    assert second.superseded == (first.record.key_id,)
+    assert service.get_key(first.record.key_id).state is KeyState.REVOKED
+    other = service.add_node(add(node="node-2", op="op-3", started=T0 + 10), actor="p")
+    assert other.superseded == ()
+
+
+def test_concurrent_addnodes_leave_one_live_key(service: KeyService) -> None:
+    """Many threads minting for the same node still leave exactly one live key."""
+    errors: list[BaseException] = []
+
+    def mint(i: int) -> None:
+        try:
+            service.add_node(add(op=f"op-{i}"), actor="p")
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=mint, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(service.list_keys(state=KeyState.LIVE)) == 1
+    assert len(service.list_keys()) == 8
+    service.verify_audit()
+
+
+def test_every_refusal_reason(service: KeyService, clock: ManualClock) -> None:
+    """Malformed, bad checksum, unknown, hash mismatch, revoked, expired and scope failures are told apart."""
+    issued = service.add_node(add(), actor="p")
+    key = issued.key
+    assert refusal_reason(service, "not-a-key") == Reason.MALFORMED
+    assert refusal_reason(service, key[:-1]) == Reason.MALFORMED
+    flipped = key[:-1] + ("a" if key[-1] != "a" else "b")
+    assert refusal_reason(service, flipped) == Reason.BAD_CHECKSUM
+    assert refusal_reason(service, keyformat.mint().key) == Reason.UNKNOWN
+    forged = keyformat.mint(issued.record.key_id).key
+    assert refusal_reason(service, forged) == Reason.HASH_MISMATCH
+    assert refusal_reason(service, key, scope(node="node-2")) == Reason.OUT_OF_SCOPE
+    assert refusal_reason(service, key, scope(cluster="dev")) == Reason.OUT_OF_SCOPE
+    assert refusal_reason(service, key, scope(region="us")) == Reason.WRONG_REGION
+    wrong_action = dataclasses.replace(scope(), action="read")
+    assert refusal_reason(service, key, wrong_action) == Reason.WRONG_ACTION
+    other = service.add_node(add(node="node-9", op="op-9"), actor="p")
+    service.revoke(key_id=other.record.key_id, reason="test", actor="op")
+    assert refusal_reason(service, other.key, scope(node="node-9")) == Reason.REVOKED
+    clock.set(T0 + 3600)
+    assert refusal_reason(service, key) == Reason.EXPIRED
+    service.sweep()
+    assert refusal_reason(service, key) == Reason.EXPIRED
+    refused = [r.event for r in service.audit_log(event=EventType.REFUSED)]
+    assert [e.reason for e in refused] == [
+        "malformed",
+        "malformed",
+        "bad_checksum",
+        "unknown",
+        "hash_mismatch",
+        "out_of_scope",
+        "out_of_scope",
+        "wrong_region",
+        "wrong_action",
+        "revoked",
+        "expired",
+        "expired",
+    ]
+    assert refused[0].key_id is None
+    assert refused[4].key_id == issued.record.key_id
+    assert refused[4].node == "node-1"
+    assert all(e.source == "10.0.0.1" for e in refused)
+
+
+def test_use_counts_and_first_use_per_source(service: KeyService, clock: ManualClock) -> None:
+    """Every use is counted; only the first use from each source address is audited."""
+    issued = service.add_node(add(), actor="p")
+    for source in ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.1"]:
+        clock.advance(1)
+        record = service.authenticate_ingest(issued.key, wanted=scope(), source=source)
+    assert record.uses == 4
+    stored = service.get_key(issued.record.key_id)
+    assert (stored.uses, stored.last_used_at) == (4, T0 + 4)
+    used = service.audit_log(event=EventType.USED)
+    assert [(r.event.source, r.event.detail["uses"]) for r in used] == [("10.0.0.1", 1), ("10.0.0.2", 3)]
+
+
+def test_revoke_by_each_selector(service: KeyService) -> None:
+    """Revocation by key id, node, instance and cluster each revokes exactly the matching live keys."""
+    a = service.add_node(add(node="a", op="1", instance="i-00000000000000001"), actor="p")
+    b = service.add_node(add(node="b", op="2", instance="i-00000000000000002"), actor="p")
+    c = service.add_node(add(node="c", op="3", instance="i-00000000000000003"), actor="p")
+    d = service.add_node(add(cluster="dev", node="d", op="4", instance="i-00000000000000004"), actor="p")
+    assert service.revoke(key_id=a.record.key_id, reason="by id", actor="op") == [a.record.key_id]
+    assert service.revoke(node="b", reason="by node", actor="op") == [b.record.key_id]
+    assert service.revoke(instance="i-00000000000000003", reason="terminated", actor="events") == [
+        c.record.key_id
+    ]
+    assert service.revoke(cluster="dev", reason="cluster gone", actor="op") == [d.record.key_id]
+    revoked = service.audit_log(event=EventType.REVOKED)
+    assert [(r.event.key_id, r.event.reason, r.event.actor) for r in revoked] == [
+        (a.record.key_id, "by id", "op"),
+        (b.record.key_id, "by node", "op"),
+        (c.record.key_id, "terminated", "events"),
+        (d.record.key_id, "cluster gone", "op"),
+    ]
+    assert all(k.key_hash is None and k.state is KeyState.REVOKED for k in service.list_keys())
+
+
+def test_revoke_is_idempotent(service: KeyService) -> None:
+    """Revoking again revokes nothing and writes no second record."""
+    issued = service.add_node(add(), actor="p")
+    assert service.revoke(key_id=issued.record.key_id, reason="r", actor="op") == [issued.record.key_id]
+    assert service.revoke(key_id=issued.record.key_id, reason="r", actor="op") == []
+    assert service.revoke(cluster="prod", reason="r", actor="op") == []
+    assert len(service.audit_log(event=EventType.REVOKED)) == 1
+
+
+def test_revoke_needs_exactly_one_selector(service: KeyService) -> None:
+    """No selector, or two, is invalid input; an unknown key id is not found."""
+    with pytest.raises(InvalidInput):
+        service.revoke(reason="r", actor="op")
+    with pytest.raises(InvalidInput):
+        service.revoke(cluster="prod", node="n", reason="r", actor="op")
+    with pytest.raises(NotFound):
+        service.revoke(key_id="aaaaaaaaaaaaaaaa", reason="r", actor="op")
+    with pytest.raises(InvalidInput):
+        service.revoke(key_id="AAAA", reason="r", actor="op")
+    with pytest.raises(InvalidInput):
+        service.revoke(node="n", reason="", actor="op")
+
+
+def test_revoke_reason_may_not_carry_a_key(service: KeyService) -> None:
+    """A reason shaped like a key is refused so a secret never enters the audit."""
+    issued = service.add_node(add(), actor="p")
+    with pytest.raises(InvalidInput):
+        service.revoke(key_id=issued.record.key_id, reason=f"leaked {issued.key}", actor="op")
+
+
+def test_sweep_expires_once(service: KeyService, clock: ManualClock) -> None:
+    """The sweeper expires keys past expiry, deletes hashes and audits each exactly once."""
+    a = service.add_node(add(node="a", op="1"), actor="p")
+    clock.advance(100)
+    b = service.add_node(add(node="b", op="2", started=T0 + 100), actor="p")
+    clock.set(T0 + 3600)
+    assert service.sweep() == [a.record.key_id]
+    assert service.sweep() == []
+    clock.set(T0 + 3700)
+    assert service.sweep() == [b.record.key_id]
+    expired = service.audit_log(event=EventType.EXPIRED)
+    assert [r.event.key_id for r in expired] == [a.record.key_id, b.record.key_id]
+    assert all(k.state is KeyState.EXPIRED and k.key_hash is None for k in service.list_keys())
+
+
+def test_concurrent_sweeps_do_not_double_audit(service: KeyService, clock: ManualClock) -> None:
+    """Several sweepers at once expire each key once in total."""
+    for i in range(5):
+        service.add_node(add(node=f"n{i}", op=f"op{i}"), actor="p")
+    clock.set(T0 + 4000)
+    results: list[list[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(service.sweep())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(k for r in results for k in r) == sorted(k.key_id for k in service.list_keys())
+    assert len(service.audit_log(event=EventType.EXPIRED)) == 5
+
+
+def test_list_reports_expiry_before_sweep(service: KeyService, clock: ManualClock) -> None:
+    """list_keys and get_key call a key past expiry EXPIRED even before the sweeper ran."""
+    issued = service.add_node(add(), actor="p")
+    assert [k.key_id for k in service.list_keys(state=KeyState.LIVE)] == [issued.record.key_id]
+    clock.set(T0 + 3600)
+    assert service.list_keys(state=KeyState.LIVE) == []
+    assert [k.key_id for k in service.list_keys(state=KeyState.EXPIRED)] == [issued.record.key_id]
+    assert service.get_key(issued.record.key_id).state is KeyState.EXPIRED
+
+
+def test_list_filters(service: KeyService) -> None:
+    """list_keys filters by cluster, node and state."""
+    service.add_node(add(node="a", op="1"), actor="p")
+    b = service.add_node(add(node="b", op="2"), actor="p")
+    service.add_node(add(cluster="dev", node="a", op="3"), actor="p")
+    service.revoke(key_id=b.record.key_id, reason="r", actor="op")
+    assert len(service.list_keys(cluster="prod")) == 2
+    assert len(service.list_keys(node="a")) == 2
+    assert [k.key_id for k in service.list_keys(state=KeyState.REVOKED)] == [b.record.key_id]
+    with pytest.raises(NotFound):
+        service.get_key("aaaaaaaaaaaaaaaa")
+
+
+def test_audit_log_filters(service: KeyService, clock: ManualClock) -> None:
+    """audit_log filters by time, cluster, node, event and key id, and limit keeps the latest."""
+    a = service.add_node(add(node="a", op="1"), actor="p")
+    clock.advance(10)
+    b = service.add_node(add(cluster="dev", node="b", op="2", started=T0 + 10), actor="p")
+    clock.advance(10)
+    service.revoke(key_id=a.record.key_id, reason="r", actor="op")
+    assert len(service.audit_log()) == 3
+    assert [r.seq for r in service.audit_log(since=T0 + 10)] == [2, 3]
+    assert [r.seq for r in service.audit_log(until=T0 + 10)] == [1]
+    assert [r.seq for r in service.audit_log(cluster="dev")] == [2]
+    assert [r.seq for r in service.audit_log(node="a")] == [1, 3]
+    assert [r.seq for r in service.audit_log(event=EventType.REVOKED)] == [3]
+    assert [r.seq for r in service.audit_log(key_id=b.record.key_id)] == [2]
+    assert [r.seq for r in service.audit_log(limit=2)] == [2, 3]
+
+
+def test_record_refusal_is_audited_and_scrubbed(service: KeyService) -> None:
+    """Refusals seen by the HTTP layer are recorded with the key's scope; key-shaped detail is redacted."""
+    issued = service.add_node(add(), actor="p")
+    service.record_refusal(
+        reason=Reason.OUT_OF_SCOPE,
+        source="10.1.1.1",
+        key_id=issued.record.key_id,
+        detail={"endpoint": "/v1/admin/keys", "echo": issued.key},
+    )
+    service.record_refusal(reason=Reason.RATE_LIMITED, source="10.1.1.2", actor="provisioner")
+    refused = service.audit_log(event=EventType.REFUSED)
+    first, second = refused[0].event, refused[1].event
+    assert (first.reason, first.key_id, first.node, first.source) == (
+        "out_of_scope",
+        issued.record.key_id,
+        "node-1",
+        "10.1.1.1",
+    )
+    assert first.detail["endpoint"] == "/v1/admin/keys"
+    assert issued.key not in str(first.detail)
+    assert (second.reason, second.actor, second.key_id) == ("rate_limited", "provisioner", None)
+
+
+def test_audit_verifies_and_names_tampering(service: KeyService, store: Store, signer: AuditSigner) -> None:
+    """verify_audit passes on an intact chain and raises, naming the record, when one is replaced."""
+    issued = service.add_node(add(), actor="p")
+    service.revoke(key_id=issued.record.key_id, reason="r", actor="op")
+    report = service.verify_audit()
+    assert (report.records, report.head_seq, report.signers) == (2, 2, (signer.signer_id,))
+    other = KeyService(store, AuditSigner.generate(), ManualClock(T0))
+    with pytest.raises(AuditIntegrityError, match=r"record 1: bad signature"):
+        other.verify_audit()
+
+
+def test_audit_public_keys(service: KeyService, signer: AuditSigner) -> None:
+    """The service exports its signer's public key under the signer id."""
+    assert service.audit_public_keys() == {signer.signer_id: signer.public_key_pem()}
+
+
+def test_check_ready(service: KeyService) -> None:
+    """check_ready passes on an open store."""
+    service.check_ready()
