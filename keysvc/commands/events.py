@@ -12,12 +12,11 @@ import json
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from keysvc.config import Settings
 from keysvc.errors import ConfigError
+from keysvc.runtime import load_settings, open_service
 
 
 def register(subparsers: Any) -> None:
@@ -42,10 +41,9 @@ def register(subparsers: Any) -> None:
 def run_consume(args: argparse.Namespace) -> int:
     """Consume until SIGTERM/SIGINT (or one batch with ``--once``)."""
     # Imported here so that `keysvc --help` and the other commands do not pay for boto3.
-    from keysvc.runtime import open_service  # noqa: PLC0415
     from keysvc.sqs_consumer import EventConsumer, make_clients  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = load_settings(args.config, args.state_dir)
     config = settings.events
     overrides: dict[str, Any] = {
         name: value
@@ -76,10 +74,3 @@ def run_consume(args: argparse.Namespace) -> int:
         consumer.run(stop)
     sys.stdout.write(json.dumps(dataclasses.asdict(consumer.counters), sort_keys=True) + "\n")
     return 0
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.load(Path(args.config) if args.config else None)
-    if args.state_dir:
-        settings = settings.with_env({"KEYSVC_STATE_DIR": args.state_dir})
-    return settings
