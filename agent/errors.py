@@ -81,7 +81,7 @@ class KeyExpired(AgentError):
 
 
 class GrantRejected(AgentError):
-    """keysvc answered 400 to a grant request: we sent something it cannot accept (a bug, not a revocation)."""
+    """keysvc answered 400 to a grant request: something we sent is wrong (a bug, not a revocation)."""
 
 
 class RetryableFailure(AgentError):

@@ -1,0 +1,258 @@
+"""Durable agent state: per-source positions, upload intents and their staged chunks.
+
+Layout under the state directory::
+
+    positions/<source id>.json   where each source stands: generation, acknowledged offset, file identity
+    intents/<source id>.json     the chunks staged for upload (at most one intent per source)
+    staged/<source id>.<gen>.<start>-<end>.gz   the exact gzip bytes of each staged chunk
+    journal/<source id>.json     journald sources: cursor and committed spool size
+    finished.json                the key is done (see :mod:`agent.keyfile`)
+
+The upload protocol (:mod:`agent.runner`) keeps one rule: a position only ever advances to the end of
+a chunk the bucket acknowledged. A chunk is staged (fsynced) and named in an intent (atomic, fsynced)
+*before* its PUT; after a ``kill -9`` anywhere, the next run re-sends the intent's chunks byte for byte
+(a 412 means "already there"), so objects never overlap and nothing is skipped.
+
+Every file is written with :func:`atomic_write`: temporary file in the same directory, fsync,
+``os.replace``, fsync of the directory. A file that cannot be parsed, or whose staged bytes do not
+match their recorded SHA-256, raises :class:`StateCorrupt` naming the file: the agent refuses to start
+rather than guess (a guess could drop or duplicate data). Moving the named file aside lets the source
+start over, which may re-ship bytes already in the bucket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import StateCorrupt
+
+STATE_VERSION = 1
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` so that ``path`` holds either the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    fsync_dir(path.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where one source stands: every byte of ``generation`` before ``offset`` is in the bucket.
+
+    ``dev``/``ino`` identify the file the generation reads; ``fingerprint`` is the SHA-256 of the
+    bytes ``[fp_start, offset)`` so a file replaced or rewritten while the agent was down is noticed.
+    """
+
+    source_id: str
+    path: str
+    generation: int
+    offset: int
+    dev: int
+    ino: int
+    fp_start: int
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class StagedChunk:
+    """One chunk of an intent: the byte range, its object suffix, and the staged gzip file."""
+
+    start: int
+    end: int
+    suffix: str
+    staged: str
+    sha256: str
+    fp_start: int
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """Chunks of one (source, generation) staged for upload, contiguous and in order."""
+
+    source_id: str
+    path: str
+    generation: int
+    dev: int
+    ino: int
+    chunks: tuple[StagedChunk, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalState:
+    """A journald source: the cursor after the last entry spooled and the spool size it belongs to."""
+
+    cursor: str
+    spool_size: int
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateCorrupt(f"state file {path} cannot be read: {exc.strerror}") from exc
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise StateCorrupt(f"state file {path} is not valid JSON; move it aside to start over") from exc
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise StateCorrupt(f"state file {path} has an unknown format; move it aside to start over")
+    return data
+
+
+def _dump(record: dict[str, Any]) -> bytes:
+    return json.dumps({"version": STATE_VERSION, **record}, sort_keys=True).encode()
+
+
+class StateStore:
+    """The state directory; every method is an atomic, durable step."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.positions = root / "positions"
+        self.intents = root / "intents"
+        self.staged = root / "staged"
+        self.journal = root / "journal"
+
+    def open(self) -> StateStore:
+        """Create the directories (mode 0700) and delete staged files no intent refers to."""
+        for directory in (self.root, self.positions, self.intents, self.staged, self.journal):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for leftover in [*self.root.rglob(".*.tmp")]:
+            leftover.unlink(missing_ok=True)
+        referenced = {chunk.staged for intent in self.all_intents() for chunk in intent.chunks}
+        for staged in self.staged.iterdir():
+            if staged.name not in referenced:
+                staged.unlink(missing_ok=True)
+        return self
+
+    # positions --------------------------------------------------------------------------------
+    def load_position(self, source_id: str) -> Position | None:
+        """Return the source's durable position, or ``None`` when it has never been acknowledged."""
+        path = self.positions / f"{source_id}.json"
+        data = _load_json(path)
+        if data is None:
+            return None
+        try:
+            data.pop("version")
+            position = Position(**data)
+        except TypeError as exc:
+            raise StateCorrupt(f"state file {path} has missing or extra fields") from exc
+        if position.source_id != source_id or position.offset < 0 or position.generation < 1:
+            raise StateCorrupt(f"state file {path} does not add up (source, generation or offset)")
+        return position
+
+    def save_position(self, position: Position) -> None:
+        """Durably record a new position."""
+        atomic_write(self.positions / f"{position.source_id}.json", _dump(asdict(position)))
+
+    # intents ----------------------------------------------------------------------------------
+    def stage(self, source_id: str, generation: int, start: int, end: int, body: bytes) -> tuple[str, str]:
+        """Write a chunk's gzip bytes durably; return the staged file's name and SHA-256."""
+        name = f"{source_id}.g{generation}.{start}-{end}.gz"
+        path = self.staged / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return name, hashlib.sha256(body).hexdigest()
+
+    def save_intent(self, intent: Intent) -> None:
+        """Durably name the staged chunks that are about to be PUT."""
+        record = asdict(intent)
+        atomic_write(self.intents / f"{intent.source_id}.json", _dump(record))
+
+    def load_intent(self, source_id: str) -> Intent | None:
+        """Return the source's pending intent, checking every staged chunk is intact."""
+        path = self.intents / f"{source_id}.json"
+        data = _load_json(path)
+        if data is None:
+            return None
+        try:
+            data.pop("version")
+            chunks = tuple(StagedChunk(**chunk) for chunk in data.pop("chunks"))
+            intent = Intent(chunks=chunks, **data)
+        except (TypeError, KeyError) as exc:
+            raise StateCorrupt(f"state file {path} has missing or extra fields") from exc
+        previous = None
+        for chunk in intent.chunks:
+            if chunk.start >= chunk.end or (previous is not None and chunk.start != previous):
+                raise StateCorrupt(f"state file {path}: chunks are not contiguous")
+            previous = chunk.end
+            if hashlib.sha256(self.read_staged(chunk, path)).hexdigest() != chunk.sha256:
+                raise StateCorrupt(f"staged chunk {self.staged / chunk.staged} does not match intent {path}")
+        return intent
+
+    def all_intents(self) -> list[Intent]:
+        """Every pending intent."""
+        intents = []
+        for path in sorted(self.intents.glob("*.json")):
+            intent = self.load_intent(path.stem)
+            if intent is not None:
+                intents.append(intent)
+        return intents
+
+    def read_staged(self, chunk: StagedChunk, intent_path: Path | None = None) -> bytes:
+        """Return a staged chunk's gzip bytes."""
+        path = self.staged / chunk.staged
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            where = f" named by {intent_path}" if intent_path else ""
+            raise StateCorrupt(f"staged chunk {path}{where} cannot be read: {exc.strerror}") from exc
+
+    def drop_intent(self, intent: Intent) -> None:
+        """Forget a fully delivered intent, then its staged files."""
+        path = self.intents / f"{intent.source_id}.json"
+        path.unlink(missing_ok=True)
+        fsync_dir(self.intents)
+        for chunk in intent.chunks:
+            with contextlib.suppress(FileNotFoundError):
+                (self.staged / chunk.staged).unlink()
+
+    # journald ---------------------------------------------------------------------------------
+    def load_journal(self, source_id: str) -> JournalState | None:
+        """Return a journald source's cursor and committed spool size."""
+        path = self.journal / f"{source_id}.json"
+        data = _load_json(path)
+        if data is None:
+            return None
+        try:
+            return JournalState(cursor=str(data["cursor"]), spool_size=int(data["spool_size"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateCorrupt(f"state file {path} has missing or bad fields") from exc
+
+    def save_journal(self, source_id: str, state: JournalState) -> None:
+        """Durably record a journald cursor together with the spool size it corresponds to."""
+        atomic_write(self.journal / f"{source_id}.json", _dump(asdict(state)))

@@ -1,0 +1,167 @@
+"""The agent's configuration, read once into a frozen :class:`AgentConfig`.
+
+Precedence, lowest first: built-in defaults, the TOML file (``NODELOGS_CONFIG``, default
+``/etc/nodelogs/agent.toml``, optional), environment variables (``NODELOGS_*``, usually from the systemd
+``EnvironmentFile=/etc/nodelogs/agent.env``), then command-line flags. Nothing else reads ``os.environ``:
+the entry point hands the environment in as a mapping.
+
+TOML keys are the field names below (``endpoint``, ``sources``, ``chunk_bytes``, ...). Environment
+variables are ``NODELOGS_`` plus the field name in upper case; ``NODELOGS_SOURCES`` is comma separated.
+The key itself never comes from here: only its file's path does (see :mod:`agent.keyfile`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
+
+DEFAULT_SOURCES = ("/var/log/cloud-init-output.log", "/var/log/cloud-init.log")
+DEFAULT_CONFIG_FILE = "/etc/nodelogs/agent.toml"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+MAX_OBJECTS_PER_GRANT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """Everything ``nodelogs-agent`` needs to run; the module docstring says where each value comes from."""
+
+    endpoint: str
+    cluster: str
+    node: str
+    region: str
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    key_file: str = "/etc/nodelogs/key"
+    state_dir: str = "/var/lib/nodelogs-agent"
+    #: A chunk is cut when this many bytes are pending (default 1 MiB) ...
+    chunk_bytes: int = 1024 * 1024
+    #: ... or when the oldest pending byte has waited this long (default 2 s).
+    chunk_seconds: float = 2.0
+    #: A last line without a newline is shipped once the file has been quiet this long.
+    partial_line_seconds: float = 5.0
+    #: How often sources are checked for new data (no busy loop; 250 ms).
+    poll_seconds: float = 0.25
+    #: How often globs are expanded again to find files that appear later.
+    discover_seconds: float = 1.0
+    #: How often an idle agent asks keysvc whether its key still holds (revocation within 5 s).
+    probe_seconds: float = 2.0
+    #: The final flush starts this long before the key expires (by keysvc's clock).
+    expiry_margin_seconds: float = 15.0
+    #: How long a SIGTERM flush may keep retrying before it gives up (data stays on disk for the next run).
+    stop_flush_seconds: float = 20.0
+    #: Chunks staged per source before one grant request asks for all their URLs.
+    chunks_per_batch: int = 8
+    gzip_level: int = 6
+    request_timeout: float = 30.0
+    retry_max_wait: float = 10.0
+    ca_file: str | None = None
+    bucket_url: str = "https://storage.googleapis.com"
+    log_level: str = "info"
+    proxy_env: tuple[tuple[str, str], ...] = ()
+
+    def proxy_environ(self) -> dict[str, str]:
+        """Return the proxy variables the agent was started with, for ``ProxyConfig.from_env``."""
+        return dict(self.proxy_env)
+
+    def validate(self) -> AgentConfig:
+        """Check every value; raise :class:`ConfigError` naming the first bad one."""
+        for name in ("endpoint", "cluster", "node", "region"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required (NODELOGS_{name.upper()} or --{name})")
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"endpoint must be an http(s) URL, got {self.endpoint!r}")
+        if not self.sources:
+            raise ConfigError("at least one source is required")
+        if not 4096 <= self.chunk_bytes <= 64 * 1024 * 1024:
+            raise ConfigError("chunk_bytes must be between 4096 and 67108864")
+        if not 1 <= self.chunks_per_batch <= MAX_OBJECTS_PER_GRANT:
+            raise ConfigError(f"chunks_per_batch must be between 1 and {MAX_OBJECTS_PER_GRANT}")
+        if not 0 <= self.gzip_level <= 9:
+            raise ConfigError("gzip_level must be between 0 and 9")
+        for name in (
+            "chunk_seconds",
+            "partial_line_seconds",
+            "poll_seconds",
+            "discover_seconds",
+            "probe_seconds",
+            "request_timeout",
+            "retry_max_wait",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.probe_seconds > 4.0:
+            raise ConfigError("probe_seconds must be at most 4 so a revocation stops the agent within 5 s")
+        if self.expiry_margin_seconds < 0 or self.stop_flush_seconds < 0:
+            raise ConfigError("expiry_margin_seconds and stop_flush_seconds must not be negative")
+        return self
+
+
+_FIELDS = {f.name: f for f in fields(AgentConfig)}
+_FLOATS = {name for name, f in _FIELDS.items() if f.type == "float"}
+_INTS = {name for name, f in _FIELDS.items() if f.type == "int"}
+_NOT_SETTABLE = {"proxy_env"}
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    if name not in _FIELDS or name in _NOT_SETTABLE:
+        raise ConfigError(f"{origin}: unknown setting {name!r}")
+    bad = ConfigError(f"{origin}: {name} has a bad value {value!r}")
+    if name == "sources":
+        items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else None
+        if items is None:
+            raise bad
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if name in _INTS or name in _FLOATS:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise bad
+        try:
+            return int(value) if name in _INTS else float(value)
+        except ValueError as exc:
+            raise bad from exc
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {name} must be a string")
+    return value
+
+
+def _from_toml(path: Path, required: bool) -> dict[str, Any]:
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError as exc:
+        if required:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return {name: _coerce(name, value, str(path)) for name, value in data.items()}
+
+
+def load(environ: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Build the configuration from the TOML file, the environment and flags (``None`` flags are unset)."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    config_path = flags.pop("config", None) or environ.get("NODELOGS_CONFIG")
+    settings: dict[str, Any] = _from_toml(
+        Path(config_path or DEFAULT_CONFIG_FILE), required=bool(config_path)
+    )
+    for name in _FIELDS:
+        value = environ.get(f"NODELOGS_{name.upper()}")
+        if value is not None and name not in _NOT_SETTABLE:
+            settings[name] = _coerce(name, value, f"NODELOGS_{name.upper()}")
+    for name, value in flags.items():
+        settings[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    missing = [name for name in ("endpoint", "cluster", "node", "region") if name not in settings]
+    if missing:
+        names = ", ".join(f"NODELOGS_{name.upper()}" for name in missing)
+        raise ConfigError(f"missing required settings: {names}")
+    config = AgentConfig(**settings)
+    proxy_env = tuple((name, environ[name]) for name in PROXY_VARIABLES if name in environ)
+    return replace(config, proxy_env=proxy_env).validate()

@@ -1,0 +1,62 @@
+"""structlog configuration for the agent: JSON lines on stderr (journald under systemd), never the key.
+
+Called once, by :mod:`agent.cli`. The last processor masks the agent's own key and anything shaped
+like an ingest key in every string value, as a safety net: no log call passes the key on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from keysvc.keyformat import KEY_PATTERN
+
+REDACTED = "[REDACTED]"
+
+
+class KeyRedactor:
+    """A structlog processor that removes the agent's key and any ``nlk1_`` key from log values."""
+
+    def __init__(self) -> None:
+        self.own_key: str | None = None
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with the own key and any ``nlk1_`` key replaced."""
+        if self.own_key and self.own_key in text:
+            text = text.replace(self.own_key, REDACTED)
+        return KEY_PATTERN.sub(REDACTED, text) if "nlk1_" in text else text
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for name, value in list(event_dict.items()):
+            if isinstance(value, str):
+                event_dict[name] = self.scrub(value)
+        return event_dict
+
+
+REDACTOR = KeyRedactor()
+
+
+def configure(level: str = "info") -> None:
+    """Send structured JSON logs to stderr."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            REDACTOR,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

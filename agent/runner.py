@@ -1,0 +1,415 @@
+"""The agent's main loop: follow sources, stage chunks, deliver them, stop on expiry, refusal or SIGTERM.
+
+Delivery of a source's next chunks, step by step (each step durable before the next)::
+
+    read block -> cut -> redact in context -> gzip -> stage (fsync) ... -> intent (atomic)
+      -> grant (one request for the batch) -> PUT each chunk -> position := chunk end (atomic)
+      -> drop intent
+
+A ``kill -9`` between any two steps is safe: staged files without an intent are deleted at start;
+an intent is re-sent as is (same names, same bytes; 412 = already there); a position never passes a
+chunk the bucket did not acknowledge.
+
+Time: expiry comes from keysvc (``key_expires_at - server_time``), mapped onto the local monotonic
+clock when the answer arrives, never the node's wall clock. The final flush starts
+``expiry_margin_seconds`` before that. A background thread probes keysvc every ``probe_seconds``
+so a revocation stops the agent within 5 s even when nothing is being written.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from agent import chunking, keyfile, redaction
+from agent.checkpoint import Intent, Position, StagedChunk, StateStore
+from agent.config import AgentConfig
+from agent.errors import KeyExpired, KeyRefused, StateCorrupt, TransportError
+from agent.keyfile import NodeKey
+from agent.sources import FileTail, JournalSpool, expand, fingerprint_of, is_glob, own_output_identities
+from agent.uploader import RETRYABLE, Grant, GrantAnswer, KeysvcClient, Requester, put_chunk, retrying
+
+log = structlog.get_logger()
+
+JOURNAL_PULL_SECONDS = 1.0
+
+
+@dataclass
+class Signals:
+    """Stop requests shared with signal handlers and the probe thread."""
+
+    refused: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    terminate_at: float | None = None
+
+    def terminate(self, now: float) -> None:
+        """Ask for a flush and a clean exit (SIGTERM/SIGINT)."""
+        if self.terminate_at is None:
+            self.terminate_at = now
+        self.wake.set()
+
+
+class Agent:
+    """One run of the agent for one key."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        key: NodeKey,
+        store: StateStore,
+        transport: Requester,
+        probe_transport: Requester,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        signals: Signals | None = None,
+    ) -> None:
+        self.config = config
+        self.key = key
+        self.store = store
+        self.transport = transport
+        self.monotonic = monotonic
+        self.wall = wall
+        self.signals = signals or Signals()
+        self.policy = chunking.CutPolicy(
+            config.chunk_bytes, config.chunk_seconds, config.partial_line_seconds
+        )
+        scope = {"cluster": config.cluster, "node": config.node, "region": config.region}
+        self.client = KeysvcClient(transport, config.endpoint, key, monotonic=monotonic, **scope)
+        self.probe_client = KeysvcClient(probe_transport, config.endpoint, key, monotonic=monotonic, **scope)
+        self.own_key = key.secret.encode("ascii")
+        self.expires_at = float("inf")
+        self.last_contact = float("-inf")
+        self.grants: dict[str, Grant] = {}
+        self.tails: dict[str, FileTail] = {}
+        self.spools: dict[str, JournalSpool] = {}
+        self.skip = own_output_identities()
+        self.hard_deadline = float("inf")
+        self.chunks_delivered = 0
+
+    # time and stopping ----------------------------------------------------------------------
+    def _learn(self, answer: GrantAnswer) -> None:
+        self.expires_at = answer.expires_at
+        self.last_contact = self.monotonic()
+
+    def _should_stop(self) -> bool:
+        now = self.monotonic()
+        if self.signals.refused.is_set() or now >= min(self.hard_deadline, self.expires_at):
+            return True
+        if self.hard_deadline == float("inf") and now >= self.expires_at - self.config.expiry_margin_seconds:
+            return True  # time for the final flush, which retries on until expiry itself
+        term = self.signals.terminate_at
+        return term is not None and now >= term + self.config.stop_flush_seconds
+
+    def _sleep(self, seconds: float) -> None:
+        self.signals.wake.wait(max(0.0, seconds))
+        if self.signals.terminate_at is None and not self.signals.refused.is_set():
+            self.signals.wake.clear()
+
+    def _probe_loop(self) -> None:
+        while not self.signals.refused.is_set():
+            if self.monotonic() - self.last_contact >= self.config.probe_seconds:
+                try:
+                    self._learn(self.probe_client.grant([]))
+                except KeyRefused:
+                    log.warning("key_refused", key_id=self.key.key_id)
+                    self.signals.refused.set()
+                    self.signals.wake.set()
+                    return
+                except (*RETRYABLE, TransportError) as exc:
+                    log.warning("probe_failed", error=type(exc).__name__, detail=str(exc))
+            self.signals.refused.wait(self.config.probe_seconds / 2)
+
+    # delivery -------------------------------------------------------------------------------
+    def _grant(self, names: list[str]) -> None:
+        def attempt() -> None:
+            answer = self.client.grant(names)
+            self._learn(answer)
+            self.grants.update(answer.grants)
+
+        retryer = retrying(
+            sleep=self._sleep, should_stop=self._should_stop, max_wait=self.config.retry_max_wait
+        )
+        retryer(attempt)
+
+    def _put(self, chunk: StagedChunk, body: bytes) -> None:
+        def attempt() -> str:
+            grant = self.grants.get(chunk.suffix)
+            if grant is None or grant.deadline - self.monotonic() < 10.0:
+                answer = self.client.grant([chunk.suffix])
+                self._learn(answer)
+                self.grants.update(answer.grants)
+                grant = self.grants[chunk.suffix]
+            try:
+                return put_chunk(self.transport, grant, body)
+            except RETRYABLE:
+                self.grants.pop(chunk.suffix, None)
+                raise
+
+        retryer = retrying(
+            sleep=self._sleep, should_stop=self._should_stop, max_wait=self.config.retry_max_wait
+        )
+        outcome = retryer(attempt)
+        self.grants.pop(chunk.suffix, None)
+        self.chunks_delivered += 1
+        log.debug("chunk_delivered", object=chunk.suffix, outcome=outcome)
+
+    def deliver(self, intent: Intent) -> None:
+        """Send an intent's chunks not yet acknowledged, advancing the position after each."""
+        position = self.store.load_position(intent.source_id)
+        todo = list(intent.chunks)
+        if position is not None and position.generation > intent.generation:
+            todo = []
+        elif position is not None and position.generation == intent.generation:
+            todo = [chunk for chunk in todo if chunk.end > position.offset]
+            if todo and todo[0].start != position.offset:
+                raise StateCorrupt(
+                    f"intent {self.store.intents / (intent.source_id + '.json')} does not start at the "
+                    f"acknowledged offset {position.offset}"
+                )
+        elif todo and todo[0].start != 0:
+            raise StateCorrupt(
+                f"intent {self.store.intents / (intent.source_id + '.json')} has no base position"
+            )
+        if todo:
+            self._grant([chunk.suffix for chunk in todo if chunk.suffix not in self.grants])
+        for chunk in todo:
+            self._put(chunk, self.store.read_staged(chunk))
+            self.store.save_position(
+                Position(
+                    source_id=intent.source_id,
+                    path=intent.path,
+                    generation=intent.generation,
+                    offset=chunk.end,
+                    dev=intent.dev,
+                    ino=intent.ino,
+                    fp_start=chunk.fp_start,
+                    fingerprint=chunk.fingerprint,
+                )
+            )
+        self.store.drop_intent(intent)
+
+    def _stage(self, tail: FileTail, final: bool) -> Intent | None:
+        current = tail.current
+        if current is None:
+            return None
+        now = self.monotonic()
+        waited = now - tail.pending_since if tail.pending_since is not None else 0.0
+        quiet = now - tail.last_growth
+        final = final or (current.draining and quiet >= self.config.chunk_seconds)
+        chunks: list[StagedChunk] = []
+        start = tail.offset
+        while len(chunks) < self.config.chunks_per_batch:
+            block = tail.read(start, self.config.chunk_bytes)
+            length = chunking.cut_length(block, self.policy, waited=waited, quiet=quiet, final=final)
+            if length == 0:
+                break
+            raw = block[:length]
+            behind_start = max(0, start - redaction.CONTEXT)
+            behind = tail.read(behind_start, start - behind_start)
+            ahead = tail.read(start + length, redaction.CONTEXT)
+            window = b"".join((behind, raw, ahead))
+            clean = redaction.redact(window, len(behind), len(behind) + length, self.own_key)
+            del window, ahead, behind, block
+            body = chunking.compress(clean, self.config.gzip_level)
+            end = start + length
+            suffix = chunking.object_suffix(tail.source_id, current.generation, start, end)
+            staged, digest = self.store.stage(tail.source_id, current.generation, start, end, body)
+            fp_start, fp = fingerprint_of(raw, end)
+            chunks.append(
+                StagedChunk(
+                    start=start,
+                    end=end,
+                    suffix=suffix,
+                    staged=staged,
+                    sha256=digest,
+                    fp_start=fp_start,
+                    fingerprint=fp,
+                )
+            )
+            start = end
+        if not chunks:
+            return None
+        intent = Intent(
+            source_id=tail.source_id,
+            path=tail.path,
+            generation=current.generation,
+            dev=current.dev,
+            ino=current.ino,
+            chunks=tuple(chunks),
+        )
+        self.store.save_intent(intent)
+        tail.shipped(start, (chunks[-1].fp_start, chunks[-1].fingerprint))
+        return intent
+
+    def pump(self, tail: FileTail, *, final: bool = False) -> None:
+        """Stage and deliver everything the source has ready now."""
+        while True:
+            intent = self._stage(tail, final)
+            if intent is None:
+                break
+            self.deliver(intent)
+            if len(intent.chunks) < self.config.chunks_per_batch and not final:
+                break
+        if tail.drained(self.monotonic()):
+            self.pump(tail, final=final)
+
+    # sources --------------------------------------------------------------------------------
+    def discover(self) -> None:
+        """Create tails for configured paths, for files a glob now matches, and for journald units."""
+        now = self.monotonic()
+        for spec in self.config.sources:
+            if spec.startswith("journal:"):
+                unit = spec.removeprefix("journal:")
+                if spec in self.spools:
+                    continue
+                why = JournalSpool.usable(unit)
+                if why is not None:
+                    log.warning("source_skipped", source=spec, reason=why)
+                    self.spools[spec] = JournalSpool(unit, self.store, journalctl="/bin/false")
+                    continue
+                spool = JournalSpool(unit, self.store)
+                self.spools[spec] = spool
+                tail = FileTail(str(spool.spool), self.store, spec=spec, skip=set())
+                tail.limit = spool.state.spool_size
+                self._add(tail, now)
+                continue
+            for path in expand(spec) if is_glob(spec) else [spec]:
+                if path not in self.tails:
+                    self._add(FileTail(path, self.store, skip=self.skip), now)
+
+    def _add(self, tail: FileTail, now: float) -> None:
+        tail.start(now)
+        self.tails[tail.path] = tail
+        log.info("source_added", source=tail.source_id, path=tail.path)
+
+    def _pull_journals(self) -> None:
+        for spec, spool in self.spools.items():
+            if spool.journalctl == "/bin/false":
+                continue
+            size = spool.pull()
+            tail = self.tails.get(str(spool.spool))
+            if tail is not None:
+                tail.limit = size
+            log.debug("journal_pulled", source=spec, size=size)
+
+    def _pump_all(self, *, final: bool) -> None:
+        now = self.monotonic()
+        for tail in list(self.tails.values()):
+            tail.refresh(now)
+            self.pump(tail, final=final)
+
+    # the loop -------------------------------------------------------------------------------
+    def _final_flush(self, deadline: float) -> None:
+        self.hard_deadline = deadline
+        try:
+            if self.spools:
+                self._pull_journals()
+            self._pump_all(final=True)
+        except RETRYABLE as exc:
+            self._gave_up(exc, "final_flush")
+            log.warning(
+                "final_flush_incomplete", detail="undelivered chunks stay staged in the state directory"
+            )
+
+    def _finish(self, reason: str) -> None:
+        keyfile.mark_finished(Path(self.config.state_dir), self.key.key_id, reason, self.wall())
+        removed = keyfile.remove_key(Path(self.config.key_file))
+        log.info("key_finished", key_id=self.key.key_id, reason=reason, key_file_removed=removed)
+
+    def _stop_now(self) -> int:
+        """Stop without the loop: pending intents could not be resent before a stop condition hit."""
+        if self.monotonic() >= self.expires_at - self.config.expiry_margin_seconds:
+            self._finish("expired")
+            raise KeyExpired("the key expired before pending chunks could be resent")
+        return 0
+
+    def run(self) -> int:
+        """Run until SIGTERM (returns 0), expiry (raises KeyExpired) or refusal (raises KeyRefused)."""
+        started = self.monotonic()
+        try:
+            return self._run(started)
+        except KeyRefused:
+            self.signals.refused.set()
+            self._finish("refused")
+            raise
+        finally:
+            self.signals.refused.set()  # ends the probe thread
+            for tail in self.tails.values():
+                tail.close()
+
+    def _gave_up(self, exc: Exception, during: str) -> None:
+        """Turn a retry loop that ran out of time into the stop that ended it; re-raise anything else."""
+        if self.signals.refused.is_set():
+            raise KeyRefused("keysvc refused the key") from exc
+        if not self._should_stop():
+            raise exc
+        log.warning("delivery_interrupted", during=during, error=type(exc).__name__, detail=str(exc))
+
+    def _open_session(self) -> bool:
+        """Learn the key's life from keysvc, retrying while it is unreachable; False if told to stop."""
+        while True:
+            try:
+                self._grant([])
+            except RETRYABLE as exc:
+                self._gave_up(exc, "session")
+                if self.signals.terminate_at is not None:
+                    return False
+            else:
+                seconds_left = round(self.expires_at - self.monotonic(), 1)
+                log.info("session", key_id=self.key.key_id, seconds_left=seconds_left)
+                return True
+
+    def _stop_requested(self, now: float) -> int | None:
+        """Handle refusal, SIGTERM and expiry: return the exit code, raise, or ``None`` to go on."""
+        if self.signals.refused.is_set():
+            raise KeyRefused("keysvc refused the key")
+        if self.signals.terminate_at is not None:
+            log.info("stopping", reason="signal")
+            self._final_flush(self.signals.terminate_at + self.config.stop_flush_seconds)
+            return 0
+        if now >= self.expires_at - self.config.expiry_margin_seconds:
+            log.info("stopping", reason="key_expiring", seconds_left=round(self.expires_at - now, 1))
+            self._final_flush(self.expires_at)
+            self._finish("expired")
+            raise KeyExpired("the key expired; final flush done")
+        return None
+
+    def _run(self, started: float) -> int:
+        if not self._open_session():
+            return 0
+        threading.Thread(target=self._probe_loop, name="keysvc-probe", daemon=True).start()
+        try:
+            for intent in self.store.all_intents():
+                log.info("resending_intent", source=intent.source_id, chunks=len(intent.chunks))
+                self.deliver(intent)
+        except RETRYABLE as exc:
+            self._gave_up(exc, "resend")
+            return self._stop_now()
+        next_discover = next_journal = self.monotonic()
+        first = True
+        while True:
+            now = self.monotonic()
+            code = self._stop_requested(now)
+            if code is not None:
+                return code
+            if now >= next_discover:
+                self.discover()
+                next_discover = now + self.config.discover_seconds
+            if self.spools and now >= next_journal:
+                self._pull_journals()
+                next_journal = now + JOURNAL_PULL_SECONDS
+            try:
+                self._pump_all(final=False)
+            except RETRYABLE as exc:
+                self._gave_up(exc, "pump")
+                continue
+            if first and self.chunks_delivered:
+                log.info("first_upload", seconds=round(self.monotonic() - started, 3))
+                first = False
+            self._sleep(self.config.poll_seconds)

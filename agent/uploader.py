@@ -1,0 +1,217 @@
+"""Talking to keysvc (upload grants) and to the bucket (PUT), with tenacity retries.
+
+Policy here, I/O in :mod:`agent.transport`. Answers are mapped to outcomes or to errors from
+:mod:`agent.errors`:
+
+- grants: 200 -> :class:`GrantAnswer`; 401/403 -> :class:`KeyRefused` (stop at once); 400 ->
+  :class:`GrantRejected` (our bug; logged loudly, never taken for a revocation); 429 (``Retry-After``)
+  and 5xx -> :class:`RetryableFailure`.
+- PUT: 200/201 -> stored; 412 -> already there, counted as delivered (objects are create-only);
+  400 ``ExpiredToken`` or 403 -> :class:`UrlExpired` (ask for a fresh grant); 429/5xx ->
+  :class:`RetryableFailure`; anything else -> :class:`UploadRefused`.
+
+Retries (:func:`retrying`) use full-jitter exponential backoff (``wait_random_exponential``), honour
+``Retry-After``, take an injected ``sleep`` (tests never really sleep) and a ``should_stop`` callable
+(revocation, expiry, the SIGTERM flush budget).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+import tenacity
+
+from agent.errors import (
+    GrantRejected,
+    KeyRefused,
+    RetryableFailure,
+    TransportError,
+    UploadRefused,
+    UrlExpired,
+)
+from agent.keyfile import NodeKey
+from agent.transport import Response
+
+log = structlog.get_logger()
+
+#: A grant is not used when less than this is left of its URL's life (server clock).
+GRANT_SAFETY_SECONDS = 10.0
+
+
+class Requester(Protocol):
+    """The part of :class:`agent.transport.Transport` this module uses."""
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A signed PUT URL for one object; ``deadline`` is on the local monotonic clock."""
+
+    name: str
+    url: str
+    headers: Mapping[str, str]
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class GrantAnswer:
+    """keysvc's answer: the key's remaining life (as a local monotonic deadline) and the grants."""
+
+    key_id: str
+    expires_at: float
+    bucket: str
+    grants: Mapping[str, Grant]
+
+
+def _retry_after(response: Response) -> float | None:
+    value = {k.lower(): v for k, v in response.headers.items()}.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class KeysvcClient:
+    """Asks keysvc for upload grants with the node's key; an empty request is a session probe."""
+
+    def __init__(
+        self,
+        transport: Requester,
+        endpoint: str,
+        key: NodeKey,
+        *,
+        cluster: str,
+        node: str,
+        region: str,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._transport = transport
+        self._url = endpoint.rstrip("/") + "/v1/ingest/grants"
+        self._key = key
+        self._scope = {"cluster": cluster, "node": node, "region": region}
+        self._monotonic = monotonic
+
+    def grant(self, names: list[str]) -> GrantAnswer:
+        """Ask for PUT URLs for ``names`` (0..64); raise per the module docstring."""
+        body = json.dumps({**self._scope, "objects": [{"name": name} for name in names]}).encode()
+        sent_at = self._monotonic()
+        response = self._transport.request(
+            "POST",
+            self._url,
+            body=body,
+            headers={
+                "Authorization": f"Bearer {self._key.secret}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
+        if response.status in (401, 403):
+            raise KeyRefused(f"keysvc refused the key (HTTP {response.status})")
+        if response.status == 400:
+            detail = response.body[:300].decode("utf-8", "replace")
+            log.error("grant_rejected_bug", status=400, names=names[:3], body=detail)
+            raise GrantRejected("keysvc rejected the grant request (HTTP 400); this is an agent bug")
+        if response.status != 200:
+            raise RetryableFailure(f"keysvc answered HTTP {response.status}", _retry_after(response))
+        return self._parse(response.body, sent_at)
+
+    def _parse(self, raw: bytes, sent_at: float) -> GrantAnswer:
+        try:
+            data: dict[str, Any] = json.loads(raw)
+            server_time = float(data["server_time"])
+            to_local = sent_at - server_time
+            grants = {
+                str(item["name"]): Grant(
+                    name=str(item["name"]),
+                    url=str(item["url"]),
+                    headers={str(k): str(v) for k, v in dict(item["headers"]).items()},
+                    deadline=float(item["expires_at"]) + to_local,
+                )
+                for item in data["grants"]
+            }
+            return GrantAnswer(
+                key_id=str(data["key_id"]),
+                expires_at=float(data["key_expires_at"]) + to_local,
+                bucket=str(data.get("bucket", "")),
+                grants=grants,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RetryableFailure("keysvc sent a grant answer the agent cannot read") from exc
+
+
+def _expired_url(response: Response) -> bool:
+    if response.status == 403:
+        return True
+    return response.status == 400 and b"ExpiredToken" in response.body[:4096]
+
+
+def put_chunk(transport: Requester, grant: Grant, body: bytes) -> str:
+    """PUT one chunk through its signed URL; return ``"stored"`` or ``"already-there"``."""
+    response = transport.request("PUT", grant.url, headers=dict(grant.headers), body=body)
+    if response.status in (200, 201):
+        return "stored"
+    if response.status == 412:
+        return "already-there"
+    if _expired_url(response):
+        raise UrlExpired(f"the bucket refused the signed URL (HTTP {response.status})")
+    if response.status == 429 or response.status >= 500:
+        raise RetryableFailure(f"the bucket answered HTTP {response.status}", _retry_after(response))
+    raise UploadRefused(f"the bucket answered HTTP {response.status}")
+
+
+#: Failures worth another attempt; KeyRefused is not among them.
+RETRYABLE = (TransportError, RetryableFailure, UrlExpired, UploadRefused, GrantRejected)
+
+
+class _JitterOrRetryAfter(tenacity.wait.wait_base):
+    """Full-jitter exponential backoff, but never sooner than a ``Retry-After`` the server sent."""
+
+    def __init__(self, multiplier: float, max_wait: float) -> None:
+        self._jitter = tenacity.wait_random_exponential(multiplier=multiplier, max=max_wait)
+        self._max = max_wait
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        wait = float(self._jitter(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, RetryableFailure) and error.retry_after is not None:
+            wait = max(wait, min(error.retry_after, self._max))
+        return wait
+
+
+def retrying(
+    *,
+    sleep: Callable[[float], None],
+    should_stop: Callable[[], bool],
+    max_wait: float = 10.0,
+    multiplier: float = 0.2,
+) -> tenacity.Retrying:
+    """Return the retry policy: retry :data:`RETRYABLE` failures with jitter until ``should_stop()``."""
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning("retrying", attempt=state.attempt_number, error=type(error).__name__, detail=str(error))
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(RETRYABLE),
+        wait=_JitterOrRetryAfter(multiplier, max_wait),
+        stop=lambda _state: should_stop(),
+        sleep=sleep,
+        before_sleep=log_retry,
+        reraise=True,
+    )
