@@ -36,6 +36,17 @@ TERMINATING_STATES = frozenset({"shutting-down", "terminated"})
 TERMINATING_TRANSITION = "autoscaling:EC2_INSTANCE_TERMINATING"
 TEST_NOTIFICATION = "autoscaling:TEST_NOTIFICATION"
 ACTOR = "aws:events"
+
+#: The EventBridge rules that feed the queue (README, "Deploying"): one per kind of event.
+STATE_CHANGE_PATTERN: dict[str, object] = {
+    "source": ["aws.ec2"],
+    "detail-type": [STATE_CHANGE],
+    "detail": {"state": sorted(TERMINATING_STATES)},
+}
+LIFECYCLE_PATTERN: dict[str, object] = {
+    "source": ["aws.autoscaling"],
+    "detail-type": [LIFECYCLE_ACTION],
+}
 MAX_BODY_CHARS = 256 * 1024  # SQS's own message size limit
 
 
