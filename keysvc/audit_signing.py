@@ -56,12 +56,12 @@ class AuditSigner:
         )
 
 
-def write_private_file(path: Path, data: bytes) -> None:
+def write_private_file(path: Path, data: bytes, *, replace: bool = False) -> None:
     """Create ``path`` holding ``data``, mode 0600, atomically, in a directory created 0700.
 
     The file is written and fsynced under a temporary name, then hard-linked into place, which fails
     with :class:`FileExistsError` when another process created it first: two processes starting at
-    once agree on one key.
+    once agree on one key. With ``replace=True`` an existing file is atomically replaced instead.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -71,7 +71,10 @@ def write_private_file(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.link(tmp, path)
+        if replace:
+            tmp.replace(path)
+        else:
+            os.link(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

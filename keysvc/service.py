@@ -13,7 +13,7 @@ the latest answer carried. The same operation id with different parameters is a 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, NoReturn
 
@@ -444,10 +444,18 @@ class KeyService:
         with self._store.read() as reader:
             return list(reader.iter_audit()), reader.audit_head()
 
-    def verify_audit(self) -> VerifyReport:
-        """Verify the whole chain against this service's signing key; raise naming the first bad record."""
+    def verify_audit(self, *, public_keys: Iterable[str] | None = None) -> VerifyReport:
+        """Verify the whole chain; raise :class:`AuditIntegrityError` naming the first bad record.
+
+        By default the service's own signing key is trusted; ``public_keys`` (PEM) pins other keys
+        instead, such as one exported earlier, so a swapped key file cannot vouch for itself.
+        """
+        trusted = self._trusted
+        if public_keys is not None:
+            loaded = [auditchain.load_public_key(pem) for pem in public_keys]
+            trusted = {auditchain.fingerprint(key): key for key in loaded}
         records, head = self.audit_snapshot()
-        return auditchain.verify_chain(records, head, self._trusted).raise_for_problem()
+        return auditchain.verify_chain(records, head, trusted).raise_for_problem()
 
     def audit_public_keys(self) -> dict[str, str]:
         """Signer id -> PEM public key, for exports and third-party verifiers."""

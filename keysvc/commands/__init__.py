@@ -1,0 +1,1 @@
+"""The ``keysvc`` command groups; each module offers ``register(subparsers)`` (see :mod:`keysvc.cli`)."""
