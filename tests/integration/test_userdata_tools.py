@@ -1,0 +1,265 @@
+"""Rendered user data checked with real tools: cloud-init schema and write_files, shellcheck, sh, bash.
+
+The shell snippet and cloud-init's own write_files code run inside a scratch root: a chroot in a
+private mount namespace with the host's /usr bind-mounted and an empty /etc, so they write the real
+paths (/etc/nodelogs/...) without touching the host. Stubs on PATH record what the snippet runs.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from keysvc import keyformat
+from keysvc.userdata import AgentSettings, render
+
+pytestmark = pytest.mark.integration
+
+KEY = keyformat.mint().key
+AGENT = AgentSettings(
+    endpoint="https://keysvc.eu.example.com",
+    cluster="prod-1",
+    node="ip-10-0-0-1.eu-west-1.compute.internal",
+    region="eu",
+    sources=("/var/log/cloud-init-output.log", "journal:kubelet.service"),
+)
+ENV_LINES = [
+    "NODELOGS_ENDPOINT=https://keysvc.eu.example.com",
+    "NODELOGS_CLUSTER=prod-1",
+    "NODELOGS_NODE=ip-10-0-0-1.eu-west-1.compute.internal",
+    "NODELOGS_REGION=eu",
+    "NODELOGS_SOURCES=/var/log/cloud-init-output.log,journal:kubelet.service",
+]
+SHELLCHECK = Path(sys.executable).parent / "shellcheck"
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="the scratch root needs root and unshare(1) for a private mount namespace",
+)
+
+
+@dataclass
+class ScratchRoot:
+    """A chroot whose /usr is the host's and whose /etc starts empty."""
+
+    path: Path
+
+    def run(self, argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the scratch root with only the stubs and /usr on PATH."""
+        script = 'mount --bind /usr "$1/usr" && root=$1 && shift && exec chroot "$root" "$@"'
+        return subprocess.run(
+            [
+                "unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", script, "sh",
+                str(self.path), "/usr/bin/env", "-i", "PATH=/stub:/usr/bin:/usr/sbin", "HOME=/root", *argv,
+            ],
+            input=stdin, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    def file(self, path: str) -> Path:
+        """The host path of ``path`` inside the root."""
+        return self.path / path.lstrip("/")
+
+
+@pytest.fixture
+def scratch_root(tmp_path: Path) -> ScratchRoot:
+    """A fresh scratch root with stubs for systemctl, mv (records the temp file's mode) and printf."""
+    root = tmp_path / "root"
+    for name in ("usr", "etc", "tmp", "stub", "root", "dev"):
+        (root / name).mkdir(parents=True)
+    (root / "tmp").chmod(0o1777)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        (root / link).symlink_to(f"usr/{link}")
+    for name in ("passwd", "group"):
+        shutil.copy(f"/etc/{name}", root / "etc" / name)
+    stubs = {
+        "systemctl": 'printf "%s\\n" "$*" >> /systemctl.log\n',
+        # Records the mode and owner of the file about to be renamed into place, then renames it.
+        "mv": 'for a in "$@"; do last=$src; src=$a; done\n'
+        'stat -c "%a %U %n" "$last" >> /mv.log\nexec /usr/bin/mv "$@"\n',
+        # printf must be the shell builtin: if this external one ever runs, the key was in an argv.
+        "printf": 'echo "$@" >> /printf-leak.log\n',
+    }
+    for name, body in stubs.items():
+        stub = root / "stub" / name
+        stub.write_text("#!/bin/sh\n" + body)
+        stub.chmod(0o755)
+    return ScratchRoot(root)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _check_node_files(root: ScratchRoot) -> None:
+    assert _mode(root.file("/etc/nodelogs")) == 0o700
+    key_file, env_file = root.file("/etc/nodelogs/key"), root.file("/etc/nodelogs/agent.env")
+    assert key_file.read_text() == KEY + "\n"
+    assert env_file.read_text().splitlines() == ENV_LINES
+    for path in (key_file, env_file):
+        assert _mode(path) == 0o600
+        assert path.stat().st_uid == 0
+    assert sorted(p.name for p in root.file("/etc/nodelogs").iterdir()) == ["agent.env", "key"]
+
+
+def test_cloud_config_passes_cloud_init_schema(tmp_path: Path) -> None:
+    """`cloud-init schema --config-file` accepts the cloud-config form."""
+    config = tmp_path / "user-data.cfg"
+    config.write_text(render("cloud-config", KEY, AGENT))
+    result = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+def test_cloud_init_schema_would_catch_a_broken_form(tmp_path: Path) -> None:
+    """The schema check is not vacuous: a write_files entry without a path is rejected."""
+    broken = render("cloud-config", KEY, AGENT).replace("  - path: /etc/nodelogs/key\n", "  - \n", 1)
+    config = tmp_path / "broken.cfg"
+    config.write_text(broken)
+    result = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+
+
+def test_every_mime_part_passes_its_validator(tmp_path: Path) -> None:
+    """Each part of the MIME form, merged with a user's own shell part by cloud-init make-mime, validates."""
+    ours = email.message_from_string(render("mime", KEY, AGENT))
+    (tmp_path / "nodelogs.cfg").write_text(ours.get_payload()[0].get_payload())
+    (tmp_path / "bootstrap.sh").write_text("#!/bin/sh\nset -eu\n/etc/eks/bootstrap.sh prod-1\n")
+    combined = subprocess.run(
+        ["cloud-init", "devel", "make-mime", "-a", f"{tmp_path / 'bootstrap.sh'}:x-shellscript",
+         "-a", f"{tmp_path / 'nodelogs.cfg'}:cloud-config"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    checked = {"cloud-config": 0, "x-shellscript": 0}
+    for document in (ours, email.message_from_string(combined)):
+        for index, part in enumerate(p for p in document.walk() if not p.is_multipart()):
+            payload = part.get_payload(decode=True).decode()
+            target = tmp_path / f"part-{id(document)}-{index}"
+            target.write_text(payload)
+            if part.get_content_type() == "text/cloud-config":
+                result = subprocess.run(
+                    ["cloud-init", "schema", "--config-file", str(target)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                checked["cloud-config"] += 1
+            else:
+                assert part.get_content_type() == "text/x-shellscript"
+                result = subprocess.run(
+                    [str(SHELLCHECK), str(target)], capture_output=True, text=True, check=False
+                )
+                checked["x-shellscript"] += 1
+            assert result.returncode == 0, result.stdout + result.stderr
+    assert checked == {"cloud-config": 2, "x-shellscript": 1}
+    assert ours.get_payload()[0]["Merge-Type"] == "list(append)+dict(no_replace,recurse_list)+str()"
+
+
+@pytest.mark.parametrize("dialect", ["sh", "bash"])
+def test_shell_snippet_is_shellcheck_clean(tmp_path: Path, dialect: str) -> None:
+    """shellcheck finds nothing in the snippet, alone and pasted into a strict bash script."""
+    script = tmp_path / "user-data"
+    script.write_text(f"#!/bin/{dialect}\nset -eu\n{render('shell', KEY, AGENT)}echo finished\n")
+    result = subprocess.run([str(SHELLCHECK), str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("shell", "options"), [("/bin/dash", "-eux"), ("/bin/bash", "-euxv"), ("/bin/bash", "-eu")]
+)
+def test_shell_snippet_writes_private_files_without_echoing_the_key(
+    scratch_root: ScratchRoot, shell: str, options: str
+) -> None:
+    """Under set -x/-v the snippet writes 0600 files via 0600 temp files, hides the key, starts the unit."""
+    script = f"set {options}\necho before-marker\n{render('shell', KEY, AGENT)}echo after-marker\n"
+    result = scratch_root.run([shell, "-c", script])
+    assert result.returncode == 0, result.stderr
+    assert KEY not in result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["before-marker", "after-marker"]
+    if "x" in options:
+        # Tracing was on before, off around the key, and the caller's setting is back afterwards.
+        assert "echo before-marker" in result.stderr
+        assert "echo after-marker" in result.stderr
+        assert "nodelogs_tmp" not in result.stderr
+    _check_node_files(scratch_root)
+    moves = scratch_root.file("/mv.log").read_text().splitlines()
+    assert [line.split()[:2] for line in moves] == [["600", "root"], ["600", "root"]]
+    assert scratch_root.file("/systemctl.log").read_text() == "start --no-block nodelogs-agent.service\n"
+    assert not scratch_root.file("/printf-leak.log").exists(), "printf ran as an external command"
+
+
+@needs_root
+def test_shell_snippet_tightens_an_existing_directory(scratch_root: ScratchRoot) -> None:
+    """An existing, too-open /etc/nodelogs becomes 0700 before the key is written."""
+    directory = scratch_root.file("/etc/nodelogs")
+    directory.mkdir()
+    directory.chmod(0o755)
+    result = scratch_root.run(["/bin/sh", "-c", render("shell", KEY, AGENT)])
+    assert result.returncode == 0, result.stderr
+    _check_node_files(scratch_root)
+
+
+@needs_root
+def test_shell_snippet_failure_does_not_abort_the_callers_script(scratch_root: ScratchRoot) -> None:
+    """If /etc/nodelogs cannot be created the snippet says so, starts nothing, and set -e scripts go on."""
+    scratch_root.file("/etc/nodelogs").write_text("in the way\n")
+    script = f"set -eu\n{render('shell', KEY, AGENT)}echo bootstrap-continues\n"
+    result = scratch_root.run(["/bin/sh", "-c", script])
+    assert result.returncode == 0
+    assert result.stdout == "bootstrap-continues\n"
+    assert "nodelogs: could not write /etc/nodelogs" in result.stderr
+    assert KEY not in result.stderr
+    assert not scratch_root.file("/systemctl.log").exists()
+
+
+@needs_root
+def test_cloud_init_write_files_window_is_closed_by_the_private_directory(scratch_root: ScratchRoot) -> None:
+    """With cloud-init's real write_files the key is 0644 until its chmod, but only inside a 0700 dir."""
+    config = scratch_root.file("/user-data.cfg")
+    config.write_text(render("cloud-config", KEY, AGENT))
+    # bootcmd (mkdir/chmod) then write_files, as cloud-init's init stage runs them, with cloud-init's
+    # own code; util.chmod is wrapped to record what the file looks like just before it is chmodded.
+    program = textwrap.dedent(
+        """
+        import os, stat, subprocess, yaml
+        from cloudinit import util
+        from cloudinit.config import cc_write_files
+        config = yaml.safe_load(open("/user-data.cfg"))
+        for command in config["bootcmd"]:
+            if command[0] != "systemctl":
+                subprocess.run(command, check=True)
+        seen = []
+        real_chmod = util.chmod
+        def recording_chmod(path, mode):
+            if path.startswith("/etc/nodelogs/"):
+                seen.append((path, oct(stat.S_IMODE(os.stat(path).st_mode)),
+                             oct(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode))))
+            real_chmod(path, mode)
+        util.chmod = recording_chmod
+        os.umask(0o022)
+        cc_write_files.write_files("write_files", config["write_files"], "root:root")
+        for entry in seen:
+            print(*entry)
+        """
+    )
+    result = scratch_root.run(["/usr/bin/python3", "-c", program])
+    assert result.returncode == 0, result.stderr
+    seen = [line.split() for line in result.stdout.splitlines()]
+    assert seen == [
+        ["/etc/nodelogs/key", "0o644", "0o700"],
+        ["/etc/nodelogs/agent.env", "0o644", "0o700"],
+    ]
+    _check_node_files(scratch_root)
