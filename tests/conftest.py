@@ -42,3 +42,10 @@ def tinyproxy_open() -> Iterator[servers.Server]:
     """A tinyproxy allowing CONNECT to any port; it wants Basic auth as ``agent`` / ``pr0xy``."""
     with servers.running(servers.start_tinyproxy_open, ("agent", "pr0xy")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def keysvc_server(fake_gcs: servers.Server) -> Iterator[servers.Server]:
+    """A real `keysvc serve` (SQLite, regions eu and us) against the session's fake-gcs-server."""
+    with servers.running(servers.start_keysvc, fake_gcs.url) as server:
+        yield server

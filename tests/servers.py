@@ -231,3 +231,58 @@ def loopback_hostname() -> str:
         hosts.write("127.0.0.1 bucket.nodelogs.test\n")
     return "bucket.nodelogs.test"
 
+
+
+# -- keysvc serve (HTTP helper) ---------------------------------------------------------------------
+
+
+def start_keysvc(
+    fake_gcs_url: str,
+    *,
+    regions: dict[str, str] | None = None,
+    key_ttl_seconds: int = 3600,
+    url_ttl_seconds: int = 300,
+    sweep_interval_seconds: float = 60.0,
+    max_chunk_bytes: int = 8 * 1024 * 1024,
+    serve_args: Sequence[str] = (),
+) -> Server:
+    """Start a real ``keysvc serve`` on a fresh SQLite state dir, signing URLs for ``fake_gcs_url``.
+
+    ``regions`` maps region name to bucket (default ``{"eu": "nodelogs-eu", "us": "nodelogs-us"}``);
+    the buckets are created on the emulator. ``extra`` holds ``provisioner`` and ``admin`` tokens,
+    ``config`` (the TOML file), ``state_dir``, ``service_account`` and ``log``.
+    """
+    from keysvc import demo, emulator  # noqa: PLC0415 - keysvc is only needed by these tests
+
+    regions = regions or {"eu": "nodelogs-eu", "us": "nodelogs-us"}
+    emulator.create_buckets(fake_gcs_url, regions.values())
+    workdir = Path(tempfile.mkdtemp(prefix="nodelogs-keysvc-"))
+    setup = demo.write_local_setup(
+        workdir / "state",
+        port=free_port(),
+        gcs_endpoint=fake_gcs_url,
+        regions=regions,
+        now=time.time(),
+        key_ttl_seconds=key_ttl_seconds,
+        url_ttl_seconds=url_ttl_seconds,
+        sweep_interval_seconds=sweep_interval_seconds,
+        max_chunk_bytes=max_chunk_bytes,
+    )
+    log = workdir / "keysvc.log"
+    with log.open("wb") as handle:
+        process = demo.start_serve(setup, handle, serve_args)
+    return Server(
+        "keysvc",
+        setup.url,
+        setup.port,
+        process,
+        workdir=workdir,
+        extra={
+            "provisioner": setup.provisioner_token,
+            "admin": setup.admin_token,
+            "config": str(setup.config_file),
+            "state_dir": str(setup.state_dir),
+            "service_account": str(setup.state_dir / "service-account.json"),
+            "log": str(log),
+        },
+    )
