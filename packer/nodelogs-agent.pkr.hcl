@@ -69,10 +69,10 @@ source "amazon-ebs" "nodelogs" {
   }
 
   tags = {
-    Name        = "${var.ami_name_prefix}"
-    nodelogs    = "agent"
-    source_ami  = "{{ .SourceAMI }}"
-    description = "nodelogs agent in /opt/nodelogs/venv; nodelogs-agent.service installed, not enabled"
+    Name       = "${var.ami_name_prefix}"
+    nodelogs   = "agent"
+    source_ami = "{{ .SourceAMI }}"
+    contents   = "nodelogs agent in /opt/nodelogs/venv; nodelogs-agent.service installed, not enabled"
   }
 }
 
