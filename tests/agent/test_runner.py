@@ -1,0 +1,191 @@
+"""The main loop against an in-memory keysvc + bucket: exact bytes, rotation, stop conditions."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent import keyfile
+from agent.checkpoint import StateStore
+from agent.config import AgentConfig
+from agent.errors import KeyExpired, KeyRefused
+from agent.runner import Agent, Signals
+from agent.sources import FileTail
+from agent.transport import Response
+from keysvc import keyformat
+from tests.agent.fake_cloud import FakeCloud, reassemble
+
+
+def make_config(tmp_path: Path, sources: tuple[str, ...], **overrides: object) -> AgentConfig:
+    """A fast-cutting configuration rooted in tmp_path."""
+    settings: dict[str, object] = {
+        "endpoint": "http://keysvc.test", "cluster": "c1", "node": "n1", "region": "us",
+        "sources": sources, "key_file": str(tmp_path / "key"), "state_dir": str(tmp_path / "state"),
+        "chunk_bytes": 4096, "chunk_seconds": 0.2, "partial_line_seconds": 0.4, "poll_seconds": 0.05,
+        "discover_seconds": 0.1, "probe_seconds": 0.5, "expiry_margin_seconds": 0.5, "retry_max_wait": 0.2,
+        "stop_flush_seconds": 5.0,
+    }
+    settings.update(overrides)
+    return AgentConfig(**settings).validate()  # type: ignore[arg-type]
+
+
+class Running:
+    """An Agent in a background thread."""
+
+    def __init__(self, config: AgentConfig, cloud: FakeCloud) -> None:
+        key_path = Path(config.key_file)
+        key_path.write_text(cloud.key + "\n")
+        key_path.chmod(0o600)
+        self.signals = Signals()
+        key = keyfile.read_key(key_path)
+        store = StateStore(Path(config.state_dir)).open()
+        self.agent = Agent(config, key, store, cloud, cloud, signals=self.signals)
+        self.result: int | BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self.agent.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.result = exc
+
+    def stop(self, timeout: float = 10.0) -> int | BaseException | None:
+        """SIGTERM equivalent: flush and wait."""
+        self.signals.terminate(time.monotonic())
+        self.thread.join(timeout)
+        return self.result
+
+
+def wait_for(check: object, timeout: float = 10.0) -> None:
+    """Poll a callable until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def stream_of(cloud: FakeCloud, path: Path, generation: int = 1) -> bytes:
+    """The reassembled bytes of one source's generation."""
+    tail = FileTail(str(path), StateStore(path.parent), skip=set())
+    return reassemble(cloud.objects).get((tail.source_id, f"g{generation:06d}"), b"")
+
+
+@pytest.fixture
+def cloud() -> FakeCloud:
+    """A fresh in-memory keysvc + bucket with a valid key."""
+    return FakeCloud(key=keyformat.mint().key)
+
+
+def test_ships_existing_and_appended_bytes_exactly(tmp_path: Path, cloud: FakeCloud) -> None:
+    """Bytes present at start and appended later, binary and without a final newline, arrive exactly."""
+    log = tmp_path / "boot.log"
+    content = b"first line\n" + bytes(range(256)) * 40 + b"\x1b[31mred\x1b[0m\n\xff\xfe no newline"
+    log.write_bytes(content)
+    run = Running(make_config(tmp_path, (str(log),)), cloud)
+    with log.open("ab") as handle:
+        handle.write(b" ...continued\n" * 500)
+    content += b" ...continued\n" * 500
+    wait_for(lambda: stream_of(cloud, log) == content)
+    with log.open("ab") as handle:
+        handle.write(b"tail without newline")
+    assert run.stop() == 0
+    assert stream_of(cloud, log) == content + b"tail without newline"
+
+
+def test_follows_rename_rotation_and_copytruncate(tmp_path: Path, cloud: FakeCloud) -> None:
+    """A renamed file is finished as generation 1, and truncation starts generation 3 at byte 0."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"gen1 a\n")
+    run = Running(make_config(tmp_path, (str(log),)), cloud)
+    wait_for(lambda: stream_of(cloud, log) == b"gen1 a\n")
+    with log.open("ab") as handle:
+        log.rename(tmp_path / "app.log.1")
+        handle.write(b"gen1 written after rename\n")
+    log.write_bytes(b"gen2 line\n")
+    wait_for(lambda: stream_of(cloud, log, 2) == b"gen2 line\n")
+    assert stream_of(cloud, log) == b"gen1 a\ngen1 written after rename\n"
+    with log.open("r+b") as handle:
+        handle.truncate(0)
+    time.sleep(0.2)
+    with log.open("ab") as handle:
+        handle.write(b"gen3\n")
+    wait_for(lambda: stream_of(cloud, log, 3) == b"gen3\n")
+    assert run.stop() == 0
+
+
+def test_late_files_and_globs_are_picked_up(tmp_path: Path, cloud: FakeCloud) -> None:
+    """A file matching a glob that appears after start is shipped too."""
+    run = Running(make_config(tmp_path, (str(tmp_path / "*.log"),)), cloud)
+    late = tmp_path / "late.log"
+    late.write_bytes(b"x")
+    wait_for(lambda: stream_of(cloud, late) == b"x")
+    assert run.stop() == 0
+
+
+def test_refusal_stops_removes_key_and_marks_finished(tmp_path: Path, cloud: FakeCloud) -> None:
+    """A 401 from keysvc ends the run with KeyRefused within 5 s, deletes the key and marks it finished."""
+    config = make_config(tmp_path, (str(tmp_path / "none.log"),))
+    run = Running(config, cloud)
+    time.sleep(0.3)
+    cloud.refused = True
+    refused_at = time.monotonic()
+    run.thread.join(6)
+    assert isinstance(run.result, KeyRefused)
+    assert time.monotonic() - refused_at < 5
+    assert not Path(config.key_file).exists()
+    assert keyfile.finished_reason(Path(config.state_dir), None) == "refused"
+
+
+def test_expiry_flushes_partial_line_then_stops(tmp_path: Path, cloud: FakeCloud) -> None:
+    """Near expiry (by keysvc's clock) the partial last line is flushed and the run ends with KeyExpired."""
+    cloud.lifetime = 2.0
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"line\npartial")
+    config = make_config(tmp_path, (str(log),), partial_line_seconds=60.0)
+    run = Running(config, cloud)
+    run.thread.join(6)
+    assert isinstance(run.result, KeyExpired)
+    assert stream_of(cloud, log) == b"line\npartial"
+    assert keyfile.finished_reason(Path(config.state_dir), None) == "expired"
+    assert not Path(config.key_file).exists()
+
+
+def test_faults_are_retried_without_loss_or_duplication(tmp_path: Path, cloud: FakeCloud) -> None:
+    """503s, 429s and 412-after-store on PUT and grants still give one exact copy of every byte."""
+    counter = {"n": 0}
+
+    def flaky(method: str, url: str) -> Response | None:
+        counter["n"] += 1
+        if counter["n"] % 3 == 0:
+            return Response(503, {}, b"")
+        if counter["n"] % 7 == 0:
+            return Response(429, {"Retry-After": "0"}, b"")
+        return None
+
+    cloud.faults.append(flaky)
+    log = tmp_path / "boot.log"
+    content = os.urandom(30000)
+    log.write_bytes(content)
+    run = Running(make_config(tmp_path, (str(log),)), cloud)
+    wait_for(lambda: stream_of(cloud, log) == content)
+    assert run.stop() == 0
+
+
+def test_restart_resumes_without_overlap(tmp_path: Path, cloud: FakeCloud) -> None:
+    """A second run on the same state continues where the first stopped: no gap, no overlap."""
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"one\n" * 2000)
+    config = make_config(tmp_path, (str(log),))
+    assert Running(config, cloud).stop() == 0
+    with log.open("ab") as handle:
+        handle.write(b"two\n" * 2000)
+    run = Running(config, cloud)
+    wait_for(lambda: stream_of(cloud, log) == b"one\n" * 2000 + b"two\n" * 2000)
+    assert run.stop() == 0
