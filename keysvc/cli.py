@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "keysvc.commands.events",
     "keysvc.commands.serve",
     "keysvc.commands.credentials",
+    "keysvc.commands.logs",
     "keysvc.commands.demo",
 )
 
