@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from keysvc.errors import EventError
-from keysvc.events import Ignored, LifecycleAction, Termination, parse_message
+from keysvc.events import (
+    LIFECYCLE_PATTERN,
+    STATE_CHANGE_PATTERN,
+    Ignored,
+    LifecycleAction,
+    Termination,
+    parse_message,
+)
 
 INSTANCE = "i-0123456789abcdef0"
 
@@ -144,3 +152,10 @@ def test_error_message_does_not_echo_long_untrusted_values() -> None:
         parse_message(body)
     assert "A" * 64 in str(info.value)
     assert "A" * 65 not in str(info.value)
+
+
+def test_readme_documents_the_rule_patterns_the_consumer_expects() -> None:
+    """The README's EventBridge rule patterns are exactly keysvc.events' patterns."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for pattern in (STATE_CHANGE_PATTERN, LIFECYCLE_PATTERN):
+        assert json.dumps(pattern, indent=2) in readme
