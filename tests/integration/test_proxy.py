@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import ssl
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.chunking import source_id
 from agent.errors import ProxyError
 from agent.proxyconfig import ProxyConfig
 from agent.transport import Transport
+from keysvc import emulator
 from tests import certs, servers
+from tests.agent import stack
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +161,82 @@ def test_wrong_proxy_password_is_a_proxy_error(tinyproxy_open: servers.Server, h
     assert "401" in str(caught.value) or "407" in str(caught.value)
     assert "WRONGpass" not in str(caught.value)
     assert https_bucket.seen == []
+
+
+def test_agent_ships_through_the_proxy_and_reaches_keysvc_directly(
+    tmp_path: Path, tinyproxy: servers.Server
+) -> None:
+    """The real agent: bucket PUTs go through tinyproxy, keysvc (NO_PROXY host:port) direct; bytes exact."""
+    host = servers.loopback_hostname()
+    gcs_port = servers.free_port()
+    gcs_url = f"http://{host}:{gcs_port}"
+    gcs = subprocess.Popen(
+        [
+            str(servers.fake_gcs_binary()),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(gcs_port),
+            "-public-host",
+            f"{host}:{gcs_port}",
+            "-backend",
+            "memory",
+            "-log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    keysvc = None
+    try:
+        servers.wait_until(lambda: servers.http_ok(f"{gcs_url}/storage/v1/b"), what="fake-gcs-server")
+        emulator.create_buckets(gcs_url, [stack.BUCKET])
+        keysvc = stack.Keysvc(tmp_path / "keysvc", gcs_url).prepare().start()
+        source = tmp_path / "boot.log"
+        env = {
+            "NODELOGS_ENDPOINT": f"http://{host}:{keysvc.port}",
+            "NODELOGS_BUCKET_URL": gcs_url,
+            "HTTP_PROXY": tinyproxy.url,
+            "no_proxy": f"{host}:{keysvc.port}",
+        }
+        node = stack.Node(
+            tmp_path / "node", keysvc, "proxied-node", (str(source),), extra_env=env
+        ).provision()
+        toml = "chunk_bytes = 16384\nchunk_seconds = 0.3\npartial_line_seconds = 0.5\n"
+        (node.root / "agent.toml").write_text(toml)
+
+        check = subprocess.run(
+            [str(stack.BIN / "nodelogs-agent"), "check"],
+            env=node.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"direct (no_proxy entry '{host}:{keysvc.port}' matched" in check.stdout
+        assert f"via proxy {tinyproxy.url} (HTTP_PROXY applies to http:// URLs" in check.stdout
+        assert node.key not in check.stdout + check.stderr
+
+        data = (
+            b"".join(b"cloud-init[%d]: proxied line %d\n" % (i, i) for i in range(3000)) + b"tail, no newline"
+        )
+        source.write_bytes(data)
+        node.start(toml)
+        servers.wait_until(
+            lambda: stack.read_source(gcs_url, node.name, str(source)).get(1) == data,
+            timeout=60,
+            what="the log in the bucket",
+        )
+        assert node.terminate() == 0
+        assert stack.logs_get(keysvc, node.name, tmp_path / "out")[source_id(str(source))][1] == data
+    finally:
+        if keysvc is not None:
+            keysvc.stop()
+        gcs.terminate()
+        gcs.wait(10)
+    log = _proxy_log(tinyproxy)
+    assert f"PUT {gcs_url}/{stack.BUCKET}/{stack.PREFIX}/{stack.CLUSTER}/proxied-node/" in log
+    assert f"{host}:{keysvc.port}" not in log
