@@ -1,0 +1,220 @@
+"""The real ``keysvc keys`` and ``keysvc sweep`` commands on a temporary state directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from keysvc import keyformat
+from tests.servers import run_cli
+
+pytestmark = pytest.mark.integration
+
+INSTANCE = "i-0123456789abcdef0"
+
+
+def keysvc(
+    state: Path, *argv: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``keysvc --state-dir STATE ARGV...`` as a real process."""
+    return run_cli(["keysvc", "--state-dir", str(state), *argv], check=check, env=env)
+
+
+def issue(state: Path, node: str = "node-1", *extra: str) -> dict[str, object]:
+    """Issue a key through the CLI and return its JSON answer."""
+    result = keysvc(
+        state,
+        "keys",
+        "issue",
+        "--cluster",
+        "prod",
+        "--node",
+        node,
+        "--instance",
+        INSTANCE,
+        "--region",
+        "eu",
+        "--output",
+        "json",
+        *extra,
+    )
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_issue_prints_key_once_with_id_and_expiry(tmp_path: Path) -> None:
+    """`keys issue` prints a valid key, its id and its expiry; the table form shows the same fields."""
+    result = keysvc(
+        tmp_path,
+        "keys",
+        "issue",
+        "--cluster",
+        "prod",
+        "--node",
+        "node-1",
+        "--instance",
+        INSTANCE,
+        "--region",
+        "eu",
+        "--operation-id",
+        "op-1",
+        "--started-at",
+        "2030-01-01T00:00:00Z",
+        check=False,
+    )
+    assert result.returncode == 4, "an AddNode starting years ahead is refused"
+    assert "future" in result.stderr
+    now = int(time.time())
+    result = keysvc(
+        tmp_path,
+        "keys",
+        "issue",
+        "--cluster",
+        "prod",
+        "--node",
+        "node-1",
+        "--instance",
+        INSTANCE,
+        "--region",
+        "eu",
+        "--operation-id",
+        "op-1",
+        "--started-at",
+        str(now - 60),
+    )
+    lines = dict(line.split(":", 1) for line in result.stdout.strip().splitlines())
+    key = lines["key"].strip()
+    assert keyformat.parse(key).__class__.__name__ == "Success"
+    assert lines["key id"].strip() == key.split("_")[1]
+    assert lines["expires"].strip() == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60 + 3600))
+    assert "shown once" in result.stderr
+
+
+def test_list_show_and_states(tmp_path: Path) -> None:
+    """`keys list` shows the issue's columns and filters; `keys show` prints the record without a secret."""
+    first = issue(tmp_path, "node-1")
+    second = issue(tmp_path, "node-1")
+    other = issue(tmp_path, "node-2")
+    assert second["superseded"] == [first["key_id"]]
+    table = keysvc(tmp_path, "keys", "list").stdout.splitlines()
+    assert table[0].split() == [
+        "KEY",
+        "ID",
+        "CLUSTER",
+        "NODE",
+        "INSTANCE",
+        "REGION",
+        "STATE",
+        "TTL",
+        "LEFT",
+        "EXPIRES",
+        "USES",
+        "LAST",
+        "USED",
+    ]
+    assert len(table) == 4
+    live = json.loads(keysvc(tmp_path, "keys", "list", "--state", "live", "-o", "json").stdout)
+    assert sorted(k["key_id"] for k in live) == sorted([second["key_id"], other["key_id"]])
+    node1 = json.loads(keysvc(tmp_path, "keys", "list", "--node", "node-1", "-o", "json").stdout)
+    assert [k["state"] for k in node1] == ["revoked", "live"]
+    shown = keysvc(tmp_path, "keys", "show", str(first["key_id"])).stdout
+    assert "end_reason:       superseded" in shown
+    assert str(first["key"]) not in shown
+    missing = keysvc(tmp_path, "keys", "show", "aaaaaaaaaaaaaaaa", check=False)
+    assert missing.returncode == 3
+
+
+def test_revoke_selectors_and_idempotence(tmp_path: Path) -> None:
+    """`keys revoke` takes one selector, revokes once, and reports nothing the second time."""
+    a = issue(tmp_path, "node-a")
+    issue(tmp_path, "node-b")
+    out = keysvc(tmp_path, "keys", "revoke", str(a["key_id"]), "--reason", "operator", "-o", "json").stdout
+    assert json.loads(out) == {"revoked": [a["key_id"]]}
+    again = keysvc(tmp_path, "keys", "revoke", str(a["key_id"]), "--reason", "operator").stdout
+    assert "nothing to revoke" in again
+    by_node = json.loads(
+        keysvc(tmp_path, "keys", "revoke", "--node", "node-b", "--reason", "r", "-o", "json").stdout
+    )
+    assert len(by_node["revoked"]) == 1
+    both = keysvc(
+        tmp_path, "keys", "revoke", "--node", "x", "--cluster", "prod", "--reason", "r", check=False
+    )
+    assert both.returncode == 4
+    none = keysvc(tmp_path, "keys", "revoke", "--reason", "r", check=False)
+    assert none.returncode == 4
+    assert keysvc(tmp_path, "keys", "list", "--state", "live", "-o", "json").stdout.strip() == "[]"
+
+
+def test_invalid_ids_exit_4(tmp_path: Path) -> None:
+    """A malformed id is refused with a message naming the field, and nothing is stored."""
+    result = run_cli(
+        [
+            "keysvc",
+            "--state-dir",
+            str(tmp_path),
+            "keys",
+            "issue",
+            "--cluster",
+            "Bad_Cluster",
+            "--node",
+            "n",
+            "--instance",
+            INSTANCE,
+            "--region",
+            "eu",
+        ],
+        check=False,
+    )
+    assert result.returncode == 4
+    assert "invalid cluster" in result.stderr
+    assert keysvc(tmp_path, "keys", "list", "-o", "json").stdout.strip() == "[]"
+
+
+def test_sweep_expires_past_keys(tmp_path: Path) -> None:
+    """`keysvc sweep` expires a key once its hour is over, and only once."""
+    started = time.time() - 3600 + 1.5
+    issued = issue(tmp_path, "node-1", "--started-at", f"{started:.3f}")
+    assert keysvc(tmp_path, "sweep").stdout.strip() == "nothing to expire"
+    time.sleep(max(0.0, started + 3600 - time.time()) + 0.1)
+    listed = json.loads(keysvc(tmp_path, "keys", "list", "--state", "expired", "-o", "json").stdout)
+    assert [k["key_id"] for k in listed] == [issued["key_id"]], "reported expired before the sweep"
+    assert json.loads(keysvc(tmp_path, "sweep", "-o", "json").stdout) == {"expired": [issued["key_id"]]}
+    assert keysvc(tmp_path, "sweep").stdout.strip() == "nothing to expire"
+    events = json.loads(keysvc(tmp_path, "audit", "list", "--event", "expired", "-o", "json").stdout)
+    assert [e["key_id"] for e in events] == [issued["key_id"]]
+
+
+def test_state_location_from_environment(tmp_path: Path) -> None:
+    """KEYSVC_STATE_DIR and KEYSVC_DATABASE choose where the state lives; files are root-only."""
+    env = {**os.environ, "KEYSVC_STATE_DIR": str(tmp_path / "envstate")}
+    env.pop("KEYSVC_DATABASE", None)
+    env.pop("KEYSVC_CONFIG", None)
+    run_cli(
+        [
+            "keysvc",
+            "keys",
+            "issue",
+            "--cluster",
+            "c",
+            "--node",
+            "n",
+            "--instance",
+            INSTANCE,
+            "--region",
+            "eu",
+        ],
+        env=env,
+    )
+    state = tmp_path / "envstate"
+    assert (state / "keysvc.db").stat().st_mode & 0o777 == 0o600
+    assert (state / "audit-signing-key.pem").stat().st_mode & 0o777 == 0o600
+    assert state.stat().st_mode & 0o777 == 0o700
+    env["KEYSVC_DATABASE"] = f"sqlite:///{tmp_path}/other.db"
+    listed = run_cli(["keysvc", "keys", "list", "-o", "json"], env=env)
+    assert listed.stdout.strip() == "[]"
+    assert (tmp_path / "other.db").exists()
