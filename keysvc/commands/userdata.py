@@ -21,6 +21,8 @@ def register(subparsers: Any) -> None:
     sub = group.add_subparsers(dest="userdata_command", required=True, metavar="SUBCOMMAND")
     parser = sub.add_parser(
         "render",
+        # No abbreviations: `--key KEY` must not be taken for `--key-file` and put a key in argv.
+        allow_abbrev=False,
         help="print user data for a key (read from --key-file or stdin, never argv)",
         description="Print user data that writes the key to /etc/nodelogs/key (0600) and starts "
         "nodelogs-agent.service. The key is read from --key-file, or from stdin when it is omitted.",
@@ -62,6 +64,9 @@ def _read_key(path: Path | None) -> str:
     else:
         try:
             text = path.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"cannot read the key file {path}") from exc
+        except OSError as exc:
+            # The path is not echoed: a key pasted where a path belongs must not reach a log.
+            raise InvalidInput(f"cannot read the file given with --key-file: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("the file given with --key-file is not ASCII text") from exc
     return text.strip()

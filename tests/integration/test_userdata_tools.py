@@ -263,3 +263,51 @@ def test_cloud_init_write_files_window_is_closed_by_the_private_directory(scratc
         ["/etc/nodelogs/agent.env", "0o644", "0o700"],
     ]
     _check_node_files(scratch_root)
+
+
+def _keysvc(args: list[str], stdin: str | None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    binary = Path(sys.executable).parent / "keysvc"
+    return subprocess.run(
+        [str(binary), "--state-dir", str(tmp_path / "state"), "userdata", "render", *args],
+        input=stdin, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+RENDER_ARGS = [
+    "--cluster", AGENT.cluster, "--node", AGENT.node, "--region", AGENT.region, "--endpoint", AGENT.endpoint,
+    "--source", AGENT.sources[0], "--source", AGENT.sources[1],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("form", ["cloud-config", "shell", "mime"])
+def test_cli_renders_the_same_user_data_from_stdin(tmp_path: Path, form: str) -> None:
+    """`keysvc userdata render` with the key on stdin prints what render() returns (MIME: its part)."""
+    result = _keysvc(["--form", form, *RENDER_ARGS], KEY + "\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    if form == "mime":
+        parts = [p for p in email.message_from_string(result.stdout).walk() if not p.is_multipart()]
+        assert parts[0].get_payload() == render("cloud-config", KEY, AGENT)
+    else:
+        assert result.stdout == render(form, KEY, AGENT)
+    assert KEY not in result.stderr
+
+
+def test_cli_reads_the_key_from_a_file_and_never_from_argv(tmp_path: Path) -> None:
+    """--key-file works, there is no option to pass the key itself, and a bad key is refused without echo."""
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    result = _keysvc(["--key-file", str(key_file), *RENDER_ARGS], None, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == render("cloud-config", KEY, AGENT)
+    abbreviated = _keysvc(["--key", KEY, *RENDER_ARGS], None, tmp_path)
+    # A usage error, not a prefix match of --key-file. (argparse echoes the unknown arguments; the
+    # caller already exposed that key in argv, which is why no option takes one.)
+    assert abbreviated.returncode == 2
+    assert "unrecognized arguments" in abbreviated.stderr
+    missing = _keysvc(["--key-file", KEY, *RENDER_ARGS], None, tmp_path)
+    assert missing.returncode == 4
+    assert KEY not in missing.stderr
+    bad = _keysvc(RENDER_ARGS, KEY[:-2] + "\n", tmp_path)
+    assert bad.returncode == 4
+    assert KEY[:-2] not in bad.stderr + bad.stdout
