@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import socket
+import signal
 import subprocess
 import sys
 import tempfile
@@ -286,3 +287,37 @@ def start_keysvc(
             "log": str(log),
         },
     )
+
+
+# -- PostgreSQL lifecycle (PostgreSQL store helper) ---------------------------------------------------
+
+
+def drop_database(server: Server, name: str) -> None:
+    """Drop a database made by :func:`create_database`, closing any session still connected to it."""
+    psql = shutil.which("psql") or "psql"
+    subprocess.run(
+        [psql, server.url, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+
+
+def stop_postgres(server: Server) -> None:
+    """Stop a server from :func:`start_postgres` with a fast shutdown (SIGINT), keeping its data."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        server.process.wait(timeout=30)
+    wait_until(lambda: not port_open(server.port), what="postgres to stop")
+
+
+def restart_postgres(server: Server) -> None:
+    """Start a stopped :func:`start_postgres` server again on the same port and data directory."""
+    assert server.workdir is not None
+    as_pg: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    options = (
+        f"-k {server.workdir} -c listen_addresses=127.0.0.1 -p {server.port} -c fsync=off -c max_connections=200"
+    )
+    server.process = subprocess.Popen(
+        [*as_pg, str(PG_BIN / "postgres"), "-D", str(server.workdir / "data"), *options.split()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: port_open(server.port), what="postgres to restart")

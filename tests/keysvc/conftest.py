@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,10 @@ from keysvc.audit_signing import AuditSigner
 from keysvc.clock import ManualClock
 from keysvc.service import KeyService
 from keysvc.store import Store, open_store
+from tests import servers
 
-STORE_BACKENDS = ["sqlite"]
-"""Store backends the store and service suites run against; the PostgreSQL store adds ``"postgres"``."""
+STORE_BACKENDS = ["sqlite", "postgres"]
+"""Store backends the store and service suites run against."""
 
 
 def _open_sqlite(tmp_path: Path) -> Store:
@@ -26,9 +28,23 @@ STORE_OPENERS: dict[str, Callable[[Path], Store]] = {"sqlite": _open_sqlite}
 @pytest.fixture(params=STORE_BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A freshly migrated, empty store of each backend."""
+    if request.param == "postgres":
+        yield from _postgres_store(request.getfixturevalue("postgres"))
+        return
     opened = STORE_OPENERS[request.param](tmp_path)
     yield opened
     opened.close()
+
+
+def _postgres_store(server: servers.Server) -> Iterator[Store]:
+    """A fresh database on the session's PostgreSQL, dropped after the test."""
+    name = f"keysvc_{uuid.uuid4().hex[:16]}"
+    opened = open_store(servers.create_database(server, name))
+    try:
+        yield opened
+    finally:
+        opened.close()
+        servers.drop_database(server, name)
 
 
 @pytest.fixture

@@ -1,0 +1,472 @@
+"""The replica store: PostgreSQL through psycopg 3 and a bounded psycopg_pool connection pool.
+
+Several ``keysvc serve`` replicas share one database. What keeps them correct:
+
+- **Migrations** run in one transaction under an advisory lock, so replicas starting together
+  apply each migration exactly once.
+- **Write transactions** run at READ COMMITTED. Rows a transaction is about to change are locked
+  before anything else it takes (``get_key`` and live-key lookups use ``FOR UPDATE``), then the
+  audit chain lock last; one order everywhere, so transactions wait for each other and never deadlock.
+- **The audit chain** is one chain for all replicas: ``lock_audit_head`` takes a transaction-level
+  advisory lock before reading the head, so appends serialize and each sees the head the previous
+  one committed. The lock is released by COMMIT or ROLLBACK, never by hand.
+- **One live key per node**: a live-key lookup that names a cluster and a node first takes an
+  advisory lock for that node, then reads. A concurrent AddNode for the same node, on any replica,
+  waits and then sees (and supersedes) the key the first one committed. The partial unique index
+  ``keys_one_live_per_node`` stays as the schema's own guarantee.
+- **The sweeper** selects expired keys ``FOR UPDATE SKIP LOCKED``: replicas sweeping at once
+  split the work instead of repeating it, and ``end_key`` only changes a row that is still live.
+- **No cache**: every read goes to the database.
+
+Pool settings ride on the DSN as query parameters that are removed before libpq sees them::
+
+    postgresql://keysvc@db.internal/keysvc?pool_min_size=2&pool_max_size=20&pool_timeout=5
+
+``pool_timeout`` bounds the wait for a connection, and ``connect_timeout`` (libpq's own; 5 s unless
+the DSN says otherwise) bounds each connection attempt. Broken connections are dropped when they
+are checked out and the pool reconnects in the background, so the store recovers by itself when
+the database comes back. psycopg errors are translated: unreachable, timed out, deadlocked or
+shut down is :class:`StoreUnavailable`; a broken uniqueness rule is :class:`Conflict`; anything
+else is :class:`StoreError`. Messages carry PostgreSQL's primary message only, never row contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from keysvc.auditchain import ChainHead
+from keysvc.errors import ConfigError, Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
+from keysvc.models import AuditRecord, KeyRecord, KeyState
+from keysvc.store.interface import AuditFilter, KeyFilter, Migration
+from keysvc.store.migrations.postgres import MIGRATIONS
+from keysvc.store.rows import (
+    AUDIT_COLUMNS,
+    HEAD_COLUMNS,
+    KEY_COLUMNS,
+    audit_from_row,
+    audit_to_row,
+    head_from_row,
+    key_from_row,
+    key_to_row,
+)
+
+_KEYS = ", ".join(KEY_COLUMNS)
+_AUDIT = ", ".join(AUDIT_COLUMNS)
+_HEAD = ", ".join(HEAD_COLUMNS)
+
+# Advisory lock keys: (namespace, id). Advisory locks are per database, so two keysvc databases on
+# one server never contend. Node locks use their own namespace with a 32-bit hash of the node.
+LOCK_NAMESPACE = 0x6B657973  # "keys"
+CHAIN_LOCK = 1
+MIGRATION_LOCK = 2
+NODE_LOCK_NAMESPACE = 0x6E6F6465  # "node"
+
+PING_TIMEOUT_SECONDS = 2.0
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+AUDIT_FETCH_ROWS = 1000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """Connection pool bounds, read from the DSN's ``pool_*`` query parameters."""
+
+    min_size: int = 1
+    max_size: int = 10
+    timeout: float = 5.0
+    connect_timeout: int = 5
+
+
+def split_dsn(database: str) -> tuple[str, PoolSettings]:
+    """Separate keysvc's ``pool_*`` parameters from a PostgreSQL URL; return the libpq URL and them."""
+    parts = urlsplit(database)
+    if parts.scheme not in {"postgresql", "postgres"}:
+        raise ConfigError("a PostgreSQL database URL starts with postgresql://")
+    kept: list[tuple[str, str]] = []
+    values: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in {"pool_min_size", "pool_max_size", "pool_timeout"}:
+            values[name] = value
+        else:
+            kept.append((name, value))
+    defaults = PoolSettings()
+    try:
+        min_size = int(values.get("pool_min_size", defaults.min_size))
+        max_size = int(values.get("pool_max_size", defaults.max_size))
+        timeout = float(values.get("pool_timeout", defaults.timeout))
+    except ValueError as exc:
+        raise ConfigError("pool_min_size and pool_max_size must be integers, pool_timeout seconds") from exc
+    if not 1 <= min_size <= max_size <= 1000:
+        raise ConfigError("the pool needs 1 <= pool_min_size <= pool_max_size <= 1000")
+    if not 0 < timeout <= 600:
+        raise ConfigError("pool_timeout must be between 0 and 600 seconds")
+    connect_timeout = defaults.connect_timeout
+    if any(name == "connect_timeout" for name, _ in kept):
+        connect_timeout = 0  # the DSN's own value wins
+    url = urlunsplit(parts._replace(query=urlencode(kept)))
+    return url, PoolSettings(min_size, max_size, timeout, connect_timeout)
+
+
+def describe(database: str) -> str:
+    """Return a PostgreSQL URL without its password or parameters, safe for logs and messages."""
+    parts = urlsplit(database)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def translate(exc: psycopg.Error) -> KeysvcError:
+    """Map a psycopg error onto keysvc's tree (the caller raises it ``from exc``)."""
+    lines = str(exc).splitlines()
+    primary = exc.diag.message_primary or (lines[0] if lines else "")
+    code = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+    if isinstance(exc, psycopg.IntegrityError):
+        return Conflict(f"the store refused a change that breaks a uniqueness rule: {primary}{code}")
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreUnavailable(f"postgresql: {primary or type(exc).__name__}{code}")
+    return StoreError(f"postgresql: {primary or type(exc).__name__}{code}")
+
+
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+
+    wrapper.__doc__ = method.__doc__
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+def node_lock_key(cluster: str, node: str) -> int:
+    """A stable signed 32-bit advisory lock id for one node (collisions only make unrelated nodes wait)."""
+    digest = hashlib.sha256(f"{cluster}\x00{node}".encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
+
+
+class PostgresReader:
+    """Queries over one pooled connection, inside a transaction the store opened."""
+
+    _lock_rows = ""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def _all(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    @_translated
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        """Return the key with this id, or None (in a write transaction, locked until commit)."""
+        rows = self._all(f"SELECT {_KEYS} FROM keys WHERE key_id = %s{self._lock_rows}", (key_id,))  # noqa: S608
+        return key_from_row(rows[0]) if rows else None
+
+    @_translated
+    def find_keys(self, where: KeyFilter) -> list[KeyRecord]:
+        """Return matching keys, oldest issued first."""
+        clauses, params = [], []
+        for column, value in (
+            ("cluster", where.cluster),
+            ("node", where.node),
+            ("instance", where.instance),
+            ("operation_id", where.operation_id),
+            ("state", where.state.value if where.state is not None else None),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        sql = f"SELECT {_KEYS} FROM keys"  # noqa: S608 - column names are constants
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY issued_at, key_id"
+        if where.state is KeyState.LIVE:
+            sql += self._lock_rows
+        return [key_from_row(row) for row in self._all(sql, params)]
+
+    @_translated
+    def audit_records(self, where: AuditFilter) -> list[AuditRecord]:
+        """Return matching audit records in seq order; ``limit`` keeps the most recent."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("at >= %s", where.since),
+            ("at < %s", where.until),
+            ("cluster = %s", where.cluster),
+            ("node = %s", where.node),
+            ("event = %s", where.event.value if where.event is not None else None),
+            ("key_id = %s", where.key_id),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        sql = f"SELECT {_AUDIT} FROM audit_records"  # noqa: S608 - column names are constants
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY seq DESC"
+        if where.limit is not None:
+            sql += " LIMIT %s"
+            params.append(where.limit)
+        return [audit_from_row(row) for row in reversed(self._all(sql, params))]
+
+    def iter_audit(self) -> Iterator[AuditRecord]:
+        """Yield every audit record in seq order, fetched in batches through a server-side cursor."""
+        try:
+            with self._conn.cursor(name="keysvc_iter_audit") as cursor:
+                cursor.itersize = AUDIT_FETCH_ROWS
+                cursor.execute(f"SELECT {_AUDIT} FROM audit_records ORDER BY seq")  # noqa: S608
+                for row in cursor:
+                    yield audit_from_row(row)
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+
+    @_translated
+    def audit_head(self) -> ChainHead | None:
+        """Return the signed chain head, or None."""
+        rows = self._all(f"SELECT {_HEAD} FROM audit_head WHERE id = 1")  # noqa: S608
+        return head_from_row(rows[0]) if rows else None
+
+
+class PostgresTransaction(PostgresReader):
+    """The writes of one READ COMMITTED transaction; row locks first, the chain lock last."""
+
+    _lock_rows = " FOR UPDATE"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(conn)
+        self._chain_locked = False
+        self._nodes_locked: set[int] = set()
+
+    @_translated
+    def find_keys(self, where: KeyFilter) -> list[KeyRecord]:
+        """Return matching keys; a live-key lookup for one node first takes that node's lock."""
+        if where.state is KeyState.LIVE and where.cluster is not None and where.node is not None:
+            lock = node_lock_key(where.cluster, where.node)
+            if lock not in self._nodes_locked:
+                # A statement of its own: the lookup below then reads with a snapshot taken after
+                # any concurrent AddNode for this node has committed.
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (NODE_LOCK_NAMESPACE, lock))
+                self._nodes_locked.add(lock)
+        return super().find_keys(where)
+
+    @_translated
+    def insert_key(self, record: KeyRecord) -> None:
+        """Store a new key; the partial unique index refuses a second live key for a node."""
+        marks = ", ".join("%s" for _ in KEY_COLUMNS)
+        self._conn.execute(f"INSERT INTO keys ({_KEYS}) VALUES ({marks})", key_to_row(record))  # noqa: S608
+
+    @_translated
+    def end_key(self, key_id: str, state: KeyState, *, at: float, reason: str) -> bool:
+        """Move a live key to ``state`` and delete its hash; only a live key changes."""
+        cursor = self._conn.execute(
+            "UPDATE keys SET state = %s, key_hash = NULL, ended_at = %s, end_reason = %s "
+            "WHERE key_id = %s AND state = 'live'",
+            (state.value, at, reason, key_id),
+        )
+        return cursor.rowcount == 1
+
+    @_translated
+    def record_use(self, key_id: str, *, at: float, source: str) -> tuple[int, bool]:
+        """Count one use; remember the source address the first time it is seen."""
+        row = self._conn.execute(
+            "UPDATE keys SET uses = uses + 1, last_used_at = %s "
+            "WHERE key_id = %s AND state = 'live' RETURNING uses",
+            (at, key_id),
+        ).fetchone()
+        if row is None:
+            raise Conflict("the key stopped being live during the request")
+        cursor = self._conn.execute(
+            "INSERT INTO key_sources (key_id, source, first_used_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (key_id, source) DO NOTHING",
+            (key_id, source, at),
+        )
+        return int(row[0]), cursor.rowcount == 1
+
+    @_translated
+    def expired_live_keys(self, now: float) -> list[KeyRecord]:
+        """Return live keys past their expiry that no other transaction holds, locked until commit."""
+        rows = self._all(
+            f"SELECT {_KEYS} FROM keys WHERE state = 'live' AND expires_at <= %s "  # noqa: S608
+            "ORDER BY expires_at, key_id FOR UPDATE SKIP LOCKED",
+            (now,),
+        )
+        return [key_from_row(row) for row in rows]
+
+    @_translated
+    def lock_audit_head(self) -> ChainHead | None:
+        """Take the chain lock (held until commit or rollback), then read the head it protects."""
+        if not self._chain_locked:
+            # Separate statement: at READ COMMITTED the head is read with a snapshot taken after
+            # the previous appender committed and released the lock.
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CHAIN_LOCK))
+            self._chain_locked = True
+        return self.audit_head()
+
+    @_translated
+    def append_audit(self, record: AuditRecord) -> None:
+        """Store a sealed audit record."""
+        marks = ", ".join("%s" for _ in AUDIT_COLUMNS)
+        self._conn.execute(
+            f"INSERT INTO audit_records ({_AUDIT}) VALUES ({marks})",  # noqa: S608 - constant columns
+            audit_to_row(record),
+        )
+
+    @_translated
+    def write_audit_head(self, head: ChainHead) -> None:
+        """Replace the signed chain head."""
+        self._conn.execute(
+            "INSERT INTO audit_head (id, seq, record_hash, signature, signer) VALUES (1, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, record_hash = excluded.record_hash, "
+            "signature = excluded.signature, signer = excluded.signer",
+            (head.seq, head.record_hash, head.signature, head.signer),
+        )
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    # A replica that hangs inside a transaction must not hold the chain lock for ever.
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'")
+
+
+class PostgresStore:
+    """A PostgreSQL database shared by any number of keysvc processes, through a bounded pool."""
+
+    def __init__(self, database: str, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+        url, self.pool_settings = split_dsn(database)
+        self.description = describe(database)
+        self._migrations = migrations
+        kwargs: dict[str, Any] = {"autocommit": True, "application_name": "keysvc"}
+        if self.pool_settings.connect_timeout:
+            kwargs["connect_timeout"] = self.pool_settings.connect_timeout
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=self.pool_settings.min_size,
+            max_size=self.pool_settings.max_size,
+            timeout=self.pool_settings.timeout,
+            configure=_configure,
+            check=ConnectionPool.check_connection,
+            name="keysvc",
+            open=False,
+        )
+        # Opening does not wait for the database: the first unit of work does, up to pool_timeout.
+        self._pool.open(wait=False)
+
+    @contextlib.contextmanager
+    def _connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            conn = self._pool.getconn(timeout)
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    @contextlib.contextmanager
+    def _unit(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
+        with self._connection() as conn:
+            try:
+                conn.execute(begin)
+            except psycopg.Error as exc:
+                raise translate(exc) from exc
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                # COMMIT of an aborted transaction silently rolls back: say so instead.
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise StoreError("postgresql: the transaction was aborted by an earlier error")
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise translate(exc) from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[PostgresTransaction]:
+        """A READ COMMITTED write transaction: commits on normal exit, rolls back on error."""
+        with self._unit("BEGIN ISOLATION LEVEL READ COMMITTED") as conn:
+            yield PostgresTransaction(conn)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[PostgresReader]:
+        """A consistent read-only snapshot (REPEATABLE READ, READ ONLY)."""
+        with self._unit("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as conn:
+            yield PostgresReader(conn)
+
+    def schema_version(self) -> int:
+        """Return the highest applied migration, 0 for a fresh database."""
+        with self._unit("BEGIN ISOLATION LEVEL READ COMMITTED") as conn:
+            return self._version(conn)
+
+    @staticmethod
+    @_translated
+    def _version(conn: psycopg.Connection[Any]) -> int:
+        exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        if exists is None or not exists[0]:
+            return 0
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0) if row is not None else 0
+
+    def migrate(self) -> int:
+        """Apply every migration newer than the database in one transaction, under an advisory lock.
+
+        Replicas that start together queue on the lock; the first applies the migrations, the
+        others then find the schema current and apply nothing.
+        """
+        known = max((m.version for m in self._migrations), default=0)
+        with self._unit("BEGIN ISOLATION LEVEL READ COMMITTED") as conn:
+            try:
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, MIGRATION_LOCK))
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                    "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+                current = self._version(conn)
+                if current > known:
+                    raise MigrationError(
+                        f"database schema version {current} is newer than this keysvc knows ({known})"
+                    )
+                for migration in self._migrations:
+                    if migration.version <= current:
+                        continue
+                    for statement in migration.statements:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+            except psycopg.OperationalError as exc:
+                raise translate(exc) from exc
+            except psycopg.Error as exc:
+                raise MigrationError(f"migration failed: {translate(exc)}") from exc
+        return self.schema_version()
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the schema can be read within a couple of seconds."""
+        try:
+            with self._connection(min(self.pool_settings.timeout, PING_TIMEOUT_SECONDS)) as conn:
+                conn.execute("SELECT 1 FROM schema_version LIMIT 1").fetchall()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(str(translate(exc))) from exc
+
+    def close(self) -> None:
+        """Close the pool and every connection in it."""
+        self._pool.close(timeout=5.0)
