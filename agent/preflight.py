@@ -283,10 +283,7 @@ def _resolve_fix(report: Report, host: str) -> str:
 def _connect_fix(report: Report, exc: TransportError) -> str:
     route = report.route
     if isinstance(exc, ProxyError):
-        return (
-            f"the proxy {route.display} refused the tunnel: check its credentials and that it allows "
-            "CONNECT to this host and port; or add the host to NO_PROXY if it is reachable directly"
-        )
+        return _proxy_fix(route, exc)
     if "TLS" in str(exc):
         return (
             "the certificate is not trusted: if a TLS-inspecting proxy or a private CA is in the way, "
@@ -294,6 +291,19 @@ def _connect_fix(report: Report, exc: TransportError) -> str:
         )
     if route.proxy is not None:
         return f"cannot get through the proxy {route.display}: check that it runs and the proxy URL's port"
+    return _direct_fix(route, exc)
+
+
+def _proxy_fix(route: ProxyDecision, exc: ProxyError) -> str:
+    if "not usable" in str(exc):
+        return "use an http:// proxy URL (https:// and socks5:// proxies are not supported by the agent)"
+    return (
+        f"the proxy {route.display} refused the tunnel: check its credentials and that it allows "
+        "CONNECT to this host and port; or add the host to NO_PROXY if it is reachable directly"
+    )
+
+
+def _direct_fix(route: ProxyDecision, exc: TransportError) -> str:
     slow = "timed out" if isinstance(exc, RequestTimeout) else "failed"
     if " entry '" in route.reason:
         return f"the direct connection {slow} and a NO_PROXY entry sent it direct: remove it to use the proxy"

@@ -226,3 +226,17 @@ def test_keysvc_error_answers_fail_with_a_hint(status: int, needle: str) -> None
     assert code == 1
     assert needle in out
     assert "REACHABLE but NOT OK" in out
+
+
+def test_unsupported_proxy_scheme_says_to_use_http() -> None:
+    """A socks5:// proxy is reported as unsupported with the fix, not as a refused tunnel."""
+    env = {"HTTPS_PROXY": "socks5://proxy:1080"}
+    problem = ProxyError(
+        "proxy socks5://proxy:1080 is not usable: only http:// forward proxies are supported"
+    )
+    transport = FakeTransport(
+        {"https://keysvc.internal/": problem, "https://storage.googleapis.com/": problem}
+    )
+    code, out = _check(Config(env=env), transport, ALL_NAMES)
+    assert code == 1
+    assert "use an http:// proxy URL" in out
