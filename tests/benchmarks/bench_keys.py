@@ -1,0 +1,116 @@
+"""Benchmark: keys minted/s and verifications/s through the key service on SQLite, on this machine.
+
+Run: ``.venv/bin/python -m tests.benchmarks.bench_keys [--keys N] [--verifications N]``
+
+Baselines measured in the same run, so the ratios say where the time goes: the raw cost of
+``keyformat.key_hash`` (domain-separated SHA-256), of ``keyformat.parse`` (shape and CRC-32
+checksum), of one Ed25519 signature (each audit append signs the record and the head), and of an
+empty ``BEGIN IMMEDIATE``/``COMMIT`` on the same database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from keysvc import keyformat, logging_setup
+from keysvc.audit_signing import AuditSigner
+from keysvc.clock import SystemClock
+from keysvc.models import AddNode, Scope
+from keysvc.service import KeyService
+from keysvc.store import open_store
+from keysvc.store.sqlite import SqliteStore
+
+
+def rate(count: int, work: Callable[[int], object]) -> tuple[float, float]:
+    """Run ``work(i)`` for i in range(count); return (operations per second, microseconds each)."""
+    start = time.perf_counter()
+    for i in range(count):
+        work(i)
+    elapsed = time.perf_counter() - start
+    return count / elapsed, elapsed / count * 1e6
+
+
+def line(name: str, result: tuple[float, float]) -> None:
+    """Print one figure."""
+    print(f"  {name:<44} {result[0]:>12,.0f} /s   {result[1]:>9.1f} µs each")
+
+
+def main() -> None:
+    """Measure and print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, default=2000)
+    parser.add_argument("--verifications", type=int, default=5000)
+    parser.add_argument("--raw", type=int, default=200_000)
+    args = parser.parse_args()
+    logging_setup.configure("warning")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/bench.db")
+        signer = AuditSigner.generate()
+        service = KeyService(store, signer, SystemClock())
+        print(f"keysvc benchmark on {os.cpu_count()} CPU(s), SQLite WAL in {tmp}")
+
+        key = keyformat.mint().key
+        raw_hash = rate(args.raw, lambda _: keyformat.key_hash(key))
+        raw_parse = rate(args.raw, lambda _: keyformat.parse(key))
+        raw_mint = rate(args.raw // 4, lambda _: keyformat.mint())
+        digest = keyformat.key_hash(key)
+        raw_sign = rate(args.raw // 20, lambda _: signer.sign(digest))
+        sqlite_store = store if isinstance(store, SqliteStore) else None
+
+        def empty_tx(_: int) -> None:
+            with store.transaction():
+                pass
+
+        raw_tx = rate(args.keys, empty_tx)
+
+        now = SystemClock().now()
+        issued: list[str] = []
+
+        def mint(i: int) -> None:
+            result = service.add_node(
+                AddNode(f"c{i % 10}", f"node-{i}", "i-0123456789abcdef0", "eu", f"op-{i}", now), actor="bench"
+            )
+            issued.append(result.key)
+
+        minted = rate(args.keys, mint)
+        wanted = [Scope(f"c{i % 10}", f"node-{i}", "eu") for i in range(args.keys)]
+
+        def verify(i: int) -> None:
+            j = i % len(issued)
+            service.authenticate_ingest(issued[j], wanted=wanted[j], source="10.0.0.1")
+
+        verified = rate(args.verifications, verify)
+        db_size = Path(tmp, "bench.db").stat().st_size + Path(tmp, "bench.db-wal").stat().st_size
+        service.close()
+        assert sqlite_store is None or sqlite_store.path.exists()
+
+    print("baselines:")
+    line("keyformat.key_hash (SHA-256)", raw_hash)
+    line("keyformat.parse (shape + CRC-32)", raw_parse)
+    line("keyformat.mint (secrets + base32 + CRC)", raw_mint)
+    line("Ed25519 sign", raw_sign)
+    line("empty BEGIN IMMEDIATE/COMMIT", raw_tx)
+    print("through the service (SQLite):")
+    line("add_node (mint + 1 transaction + audit)", minted)
+    line("authenticate_ingest (verify + count use)", verified)
+    print("ratios:")
+    print(
+        f"  add_node costs {minted[1] / raw_hash[1]:,.0f}x a key_hash, "
+        f"{minted[1] / raw_sign[1]:.1f}x a signature, {minted[1] / raw_tx[1]:.1f}x an empty transaction"
+    )
+    print(
+        f"  authenticate_ingest costs {verified[1] / raw_hash[1]:,.0f}x a key_hash, "
+        f"{verified[1] / raw_tx[1]:.1f}x an empty transaction"
+    )
+    print(f"  hashing is {raw_hash[1] / verified[1] * 100:.2f}% of a verification")
+    print(f"  database + WAL after the run: {db_size / 1024:.0f} KiB for {args.keys} keys")
+
+
+if __name__ == "__main__":
+    main()
