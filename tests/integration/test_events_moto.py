@@ -23,12 +23,14 @@ from typing import Any
 import boto3
 import pytest
 
+from keysvc import emulator
 from keysvc.config import EventsConfig
 from keysvc.events import STATE_CHANGE_PATTERN
 from keysvc.models import AddNode, EventType, KeyState
 from keysvc.runtime import load_settings, open_service
 from keysvc.service import KeyService
 from keysvc.sqs_consumer import start_consumer_thread
+from tests.agent.stack import BUCKET, Keysvc, Node, read_source
 from tests.servers import Server, run_cli, wait_until
 
 pytestmark = pytest.mark.integration
@@ -229,3 +231,36 @@ def test_consumer_thread_for_keysvc_serve(tmp_path: Path, wiring: Wiring) -> Non
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_termination_stops_the_running_agent(tmp_path: Path, wiring: Wiring, fake_gcs: Server) -> None:
+    """End to end: the agent ships logs, the instance terminates, keysvc serve revokes, the agent exits 11."""
+    emulator.create_buckets(fake_gcs.url, [BUCKET])
+    keysvc = Keysvc(tmp_path / "keysvc", fake_gcs.url).prepare()
+    with (keysvc.state / "keysvc.toml").open("a") as config:
+        config.write(
+            f'[events]\nqueue_url = "{wiring.queue_url}"\nendpoint_url = "{wiring.endpoint}"\n'
+            'aws_region = "us-east-1"\nin_serve = true\nwait_seconds = 1\n'
+        )
+    keysvc.start()
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"cloud-init: starting\n")
+    node = Node(tmp_path / "node", keysvc, "events-node", (str(log),)).provision()
+    try:
+        process = node.start("chunk_seconds = 0.3\n")
+        wait_until(
+            lambda: read_source(fake_gcs.url, node.name, str(log)).get(1) == b"cloud-init: starting\n",
+            timeout=30, what="first upload",
+        )  # fmt: skip
+        wiring.publish_state("i-0123456789abcdef0", "terminated")  # the instance Keysvc.issue names
+        with log.open("ab") as handle:
+            handle.write(b"kubelet: still booting\n")
+        assert process.wait(timeout=30) == 11
+        assert not node.key_file.exists()
+        wait_until(lambda: wiring.counts() == (0, 0), timeout=10, what="message deletion")
+    finally:
+        node.kill9()
+        keysvc.stop()
+    service = open_service(load_settings(None, str(keysvc.state)))
+    assert service.get_key(node.key_id).state == KeyState.REVOKED
+    assert _revocations(service, node.key_id)[0].event.actor == "aws:events"
