@@ -80,8 +80,9 @@ build {
   sources = ["source.amazon-ebs.nodelogs"]
 
   provisioner "file" {
-    source      = var.wheel
-    destination = "/tmp/nodelogs-agent.whl"
+    source = var.wheel
+    # pip only installs a file whose name is a valid wheel name, so the upload keeps it.
+    destination = "/tmp/${basename(var.wheel)}"
   }
 
   provisioner "file" {
@@ -93,7 +94,7 @@ build {
     script          = "packer/install-agent.sh"
     execute_command = "sudo env {{ .Vars }} sh '{{ .Path }}'"
     environment_vars = [
-      "NODELOGS_WHEEL=/tmp/nodelogs-agent.whl",
+      "NODELOGS_WHEEL=/tmp/${basename(var.wheel)}",
       "NODELOGS_UNIT=/tmp/nodelogs-agent.service",
     ]
   }
