@@ -110,6 +110,7 @@ def test_unknown_form_is_refused() -> None:
 @pytest.mark.parametrize(
     "key",
     ["", "not-a-key", KEY[:-1] + ("a" if KEY[-1] != "a" else "b"), KEY + "'", f"{KEY}\n"],
+    ids=["empty", "garbage", "bad-checksum", "trailing-quote", "trailing-newline"],
 )
 def test_malformed_key_is_refused_without_echoing_it(key: str) -> None:
     """A key that does not parse (or has a bad checksum) is refused, and the message does not contain it."""
