@@ -58,6 +58,10 @@ def run_consume(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **overrides)
     if not 0 <= config.wait_seconds <= 20:
         raise ConfigError("--wait-seconds must be 0..20 (the SQS limit)")
+    if not config.queue_url:
+        raise ConfigError(
+            "no events queue configured (--queue-url, events.queue_url or KEYSVC_EVENTS_QUEUE_URL)"
+        )
     service = open_service(settings)
     sqs, autoscaling = make_clients(config)
     consumer = EventConsumer(service, config, sqs, autoscaling)
