@@ -1,6 +1,6 @@
 """NO_PROXY matching with the rules of Go's ``golang.org/x/net/http/httpproxy``. Pure: no I/O.
 
-Users set ``NO_PROXY`` expecting what curl-less Go tools (kubelet, containerd) do, and no Python
+Operators set ``NO_PROXY`` expecting what Go programs on the node (kubelet, containerd) do, and no Python
 HTTP stack does all of it, so the rules are ported here and tested against Go's own test table:
 
 - a request to ``localhost`` or to a loopback IP literal (127.0.0.0/8, ``::1``) never uses a proxy;
@@ -13,7 +13,8 @@ HTTP stack does all of it, so the rules are ported here and tested against Go's 
   (``ample.com`` does not match ``example.com``);
 - an IPv6 host with a zone (``[fe80::1%25eth0]``) is an IP literal, so domain entries never match it;
 - entries are separated by commas, trimmed, and malformed ones are ignored, as Go does;
-- non-ASCII names are compared in their IDNA (punycode) form on both sides.
+- non-ASCII names are compared in their IDNA (punycode) form on both sides (Python's IDNA 2003
+  codec; Go uses UTS #46, which differs only for rare characters such as ``ß``).
 """
 
 from __future__ import annotations

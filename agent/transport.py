@@ -12,6 +12,9 @@ timeouts. Response bodies are bounded. Idle keep-alive connections are reused pe
 (scheme, host, port, proxy); a request that fails on a reused connection before any answer
 arrived (the server closed it while idle) is sent once more on a new connection.
 
+Known limit: Python 3.11's ``http.client`` writes ``CONNECT`` for an IPv6 literal target without
+brackets, so an ``https://[v6]/`` URL cannot be tunnelled; names and IPv4 are unaffected.
+
 HTTP error statuses are answers and are returned; network failures raise
 :class:`~agent.errors.TransportError` subclasses.
 """
