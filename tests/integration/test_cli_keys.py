@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +27,7 @@ def keysvc(
     return run_cli(["keysvc", "--state-dir", str(state), *argv], check=check, env=env)
 
 
-def issue(state: Path, node: str = "node-1", *extra: str) -> dict[str, object]:
+def issue(state: Path, node: str = "node-1", *extra: str) -> dict[str, Any]:
     """Issue a key through the CLI and return its JSON answer."""
     result = keysvc(
         state,
@@ -43,7 +45,7 @@ def issue(state: Path, node: str = "node-1", *extra: str) -> dict[str, object]:
         "json",
         *extra,
     )
-    data: dict[str, object] = json.loads(result.stdout)
+    data: dict[str, Any] = json.loads(result.stdout)
     return data
 
 
@@ -119,7 +121,7 @@ def test_list_show_and_states(tmp_path: Path) -> None:
     ]
     assert len(table) == 4
     live = json.loads(keysvc(tmp_path, "keys", "list", "--state", "live", "-o", "json").stdout)
-    assert sorted(k["key_id"] for k in live) == sorted([second["key_id"], other["key_id"]])
+    assert {k["key_id"] for k in live} == {second["key_id"], other["key_id"]}
     node1 = json.loads(keysvc(tmp_path, "keys", "list", "--node", "node-1", "-o", "json").stdout)
     assert [k["state"] for k in node1] == ["revoked", "live"]
     shown = keysvc(tmp_path, "keys", "show", str(first["key_id"])).stdout
@@ -218,3 +220,58 @@ def test_state_location_from_environment(tmp_path: Path) -> None:
     listed = run_cli(["keysvc", "keys", "list", "-o", "json"], env=env)
     assert listed.stdout.strip() == "[]"
     assert (tmp_path / "other.db").exists()
+
+
+def _spawn(state: Path, *argv: str) -> subprocess.Popen[str]:
+    binary = Path(sys.executable).parent / "keysvc"
+    return subprocess.Popen(
+        [str(binary), "--state-dir", str(state), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_concurrent_processes_keep_one_live_key_and_one_chain(tmp_path: Path) -> None:
+    """Six `keys issue` processes racing for one node leave one live key and an intact chain."""
+    keysvc(tmp_path, "keys", "list")  # create the state once, so the racers share one signing key
+    racers = [
+        _spawn(
+            tmp_path,
+            "keys",
+            "issue",
+            "--cluster",
+            "prod",
+            "--node",
+            "node-1",
+            "--instance",
+            INSTANCE,
+            "--region",
+            "eu",
+            "--operation-id",
+            f"op-{i}",
+        )
+        for i in range(6)
+    ]
+    assert [p.wait(timeout=60) for p in racers] == [0] * 6
+    live = json.loads(keysvc(tmp_path, "keys", "list", "--state", "live", "-o", "json").stdout)
+    assert len(live) == 1
+    assert len(json.loads(keysvc(tmp_path, "keys", "list", "-o", "json").stdout)) == 6
+    assert "11 records" in keysvc(tmp_path, "audit", "verify").stdout
+
+
+def test_concurrent_sweeps_audit_each_key_once(tmp_path: Path) -> None:
+    """Four `keysvc sweep` processes at once expire each key exactly once."""
+    started = time.time() - 3600 + 1.0
+    for i in range(3):
+        issue(tmp_path, f"node-{i}", "--started-at", f"{started:.3f}")
+    time.sleep(max(0.0, started + 3600 - time.time()) + 0.1)
+    sweepers = [_spawn(tmp_path, "sweep", "-o", "json") for _ in range(4)]
+    outputs = [p.communicate(timeout=60)[0] for p in sweepers]
+    assert [p.returncode for p in sweepers] == [0] * 4
+    expired = [key for out in outputs for key in json.loads(out)["expired"]]
+    assert len(expired) == 3
+    assert len(set(expired)) == 3
+    events = json.loads(keysvc(tmp_path, "audit", "list", "--event", "expired", "-o", "json").stdout)
+    assert sorted(e["key_id"] for e in events) == sorted(expired)
+    keysvc(tmp_path, "audit", "verify")

@@ -130,7 +130,8 @@ def test_stale_or_future_addnode_is_refused(service: KeyService, clock: ManualCl
 )
 def test_invalid_ids_are_refused(service: KeyService, field: str, value: str) -> None:
     """Every id of an AddNode is validated strictly and the error names the field."""
-    request = dataclasses.replace(add(), **{field: value})
+    changes: dict[str, object] = {field: value}
+    request = dataclasses.replace(add(), **changes)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match=field):
         service.add_node(request, actor="p")
     assert service.list_keys() == []

@@ -6,7 +6,10 @@ import threading
 
 import pytest
 
+from keysvc.clock import ManualClock
 from keysvc.errors import StoreUnavailable
+from keysvc.models import AddNode, EventType
+from keysvc.service import KeyService
 from keysvc.sweeper import Sweeper
 
 
@@ -64,3 +67,23 @@ def test_interval_must_be_positive() -> None:
     """A zero interval would busy-loop and is refused."""
     with pytest.raises(ValueError, match="positive"):
         Sweeper(CountingService(), interval=0)
+
+
+def test_sweeper_expires_keys_of_a_real_service(service: KeyService, clock: ManualClock) -> None:
+    """Run against the key service, the sweeper thread expires a key once its hour is over."""
+    issued = service.add_node(
+        AddNode("prod", "node-1", "i-0123456789abcdef0", "eu", "op-1", clock.now()), actor="test"
+    )
+    clock.advance(3600)
+    sweeper = Sweeper(service, interval=0.01)
+    sweeper.start()
+    try:
+        wait_for = threading.Event()
+        for _ in range(500):
+            if service.audit_log(event=EventType.EXPIRED):
+                break
+            wait_for.wait(0.01)
+    finally:
+        sweeper.stop()
+    assert [r.event.key_id for r in service.audit_log(event=EventType.EXPIRED)] == [issued.record.key_id]
+    assert service.get_key(issued.record.key_id).key_hash is None
