@@ -185,12 +185,16 @@ def test_migrate_is_idempotent_and_ping_works(store: Store) -> None:
 
 
 def test_sqlite_file_modes(tmp_path: Path) -> None:
-    """The SQLite database is created 0600 in a directory created 0700."""
+    """The SQLite database and its WAL are created 0600 in a directory created 0700."""
     store = open_store(f"sqlite:///{tmp_path}/new/dir/keysvc.db")
     try:
         assert (tmp_path / "new" / "dir").stat().st_mode & 0o777 == 0o700
         assert (tmp_path / "new" / "dir" / "keysvc.db").stat().st_mode & 0o777 == 0o600
-        assert store.migrate() == 1
+        assert store.migrate() >= 1
+        with store.transaction() as tx:
+            tx.insert_key(key())
+        for name in ("keysvc.db-wal", "keysvc.db-shm"):
+            assert (tmp_path / "new" / "dir" / name).stat().st_mode & 0o777 == 0o600
     finally:
         store.close()
 
