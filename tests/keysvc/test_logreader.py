@@ -6,6 +6,9 @@ import gzip
 import itertools
 import random
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from keysvc.logreader import NodeLogs, StreamCursor, decompress_chunk
 from keysvc.objectnames import ChunkName
 
@@ -148,3 +151,37 @@ def test_decompress_flags_short_truncated_and_invalid_objects() -> None:
     assert truncated.kind == "bad-length"
     assert invalid is not None
     assert "not valid gzip" in invalid.detail
+
+
+@given(
+    data=st.binary(min_size=1, max_size=400),
+    cuts=st.sets(st.integers(min_value=1, max_value=399), max_size=12),
+    dropped=st.sets(st.integers(min_value=0, max_value=12), max_size=3),
+    order=st.randoms(use_true_random=False),
+)
+def test_reassembly_reports_exactly_the_missing_ranges(
+    data: bytes, cuts: set[int], dropped: set[int], order: random.Random
+) -> None:
+    """Any tiling with chunks dropped: kept bytes come out in order, and the gaps are the dropped ranges."""
+    bounds = [0, *sorted(c for c in cuts if c < len(data)), len(data)]
+    spans_all = list(itertools.pairwise(bounds))
+    kept = [span for i, span in enumerate(spans_all) if i not in dropped]
+    shuffled = kept[:]
+    order.shuffle(shuffled)
+    cursor = StreamCursor("s", "g000001")
+    for start, end in shuffled:
+        cursor.add(chunk(start, end, "s"))
+    pieces, problems = cursor.ready()
+    written = b"".join(data[p.chunk.start + p.skip : p.chunk.end] for p in pieces)
+    assert written == b"".join(data[a:b] for a, b in kept)
+    missing = [
+        span for i, span in enumerate(spans_all) if i in dropped and any(k[0] >= span[1] for k in kept)
+    ]
+    merged: list[tuple[int, int]] = []
+    for start, end in missing:
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    assert [(p.start, p.end) for p in problems if p.kind == "gap"] == merged
+    assert all(p.kind == "gap" for p in problems)
