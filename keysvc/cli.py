@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "keysvc.commands.keys",
     "keysvc.commands.audit",
     "keysvc.commands.sweep",
+    "keysvc.commands.db",
     "keysvc.commands.userdata",
     "keysvc.commands.events",
     "keysvc.commands.serve",

@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import socket
-import signal
 import subprocess
 import sys
 import tempfile
@@ -302,10 +301,14 @@ def drop_database(server: Server, name: str) -> None:
 
 
 def stop_postgres(server: Server) -> None:
-    """Stop a server from :func:`start_postgres` with a fast shutdown (SIGINT), keeping its data."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGINT)
-        server.process.wait(timeout=30)
+    """Stop a server from :func:`start_postgres` with a fast shutdown, keeping its data."""
+    assert server.workdir is not None
+    as_pg: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(server.workdir / "data"), "-m", "fast", "-w", "stop"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server.process.wait(timeout=30)
     wait_until(lambda: not port_open(server.port), what="postgres to stop")
 
 
@@ -313,9 +316,8 @@ def restart_postgres(server: Server) -> None:
     """Start a stopped :func:`start_postgres` server again on the same port and data directory."""
     assert server.workdir is not None
     as_pg: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    options = (
-        f"-k {server.workdir} -c listen_addresses=127.0.0.1 -p {server.port} -c fsync=off -c max_connections=200"
-    )
+    options = f"-k {server.workdir} -c listen_addresses=127.0.0.1 -p {server.port} -c fsync=off"
+    options += " -c max_connections=200"
     server.process = subprocess.Popen(
         [*as_pg, str(PG_BIN / "postgres"), "-D", str(server.workdir / "data"), *options.split()],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -71,6 +71,10 @@ MIGRATION_LOCK = 2
 NODE_LOCK_NAMESPACE = 0x6E6F6465  # "node"
 
 PING_TIMEOUT_SECONDS = 2.0
+# How long the pool keeps retrying one lost connection (with exponential backoff from 1 s) before it
+# gives up on it; the next request then starts a fresh attempt at once. Short, so that recovery
+# after an outage takes seconds, not the minutes the backoff would otherwise grow to.
+RECONNECT_SECONDS = 5.0
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 AUDIT_FETCH_ROWS = 1000
 
@@ -357,6 +361,7 @@ class PostgresStore:
             timeout=self.pool_settings.timeout,
             configure=_configure,
             check=ConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_SECONDS,
             name="keysvc",
             open=False,
         )
