@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 import structlog
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from keysvc.config import EventsConfig
 from keysvc.errors import ConfigError, EventError, KeysvcError
@@ -152,7 +154,7 @@ class EventConsumer:
             self.counters.failed += 1
             bound.error("lifecycle_completion_failed", error=_aws_error(exc))
             return False
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:  # the latter: an error page instead of XML
             self.counters.failed += 1
             bound.error("lifecycle_completion_failed", error=type(exc).__name__)
             return False
@@ -163,7 +165,7 @@ class EventConsumer:
     def _delete(self, message: MessageTypeDef, bound: Any) -> bool:
         try:
             self.sqs.delete_message(QueueUrl=self.config.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             # The message comes back later and is handled again; that is safe, only wasteful.
             self.counters.failed += 1
             bound.error("event_delete_failed", error=_aws_error(exc))
@@ -179,7 +181,7 @@ class EventConsumer:
         while not stop.is_set():
             try:
                 self.poll_once()
-            except (ClientError, BotoCoreError) as exc:
+            except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 self.counters.receive_errors += 1
                 delay = RECEIVE_BACKOFF_SECONDS[min(failures, len(RECEIVE_BACKOFF_SECONDS) - 1)]
                 failures += 1
@@ -212,8 +214,14 @@ def make_clients(config: EventsConfig) -> tuple[SQSClient, AutoScalingClient]:
     """Build the SQS and Auto Scaling clients from ``config`` (credentials from the usual chain)."""
     endpoint = config.endpoint_url or None
     session = boto3.session.Session(region_name=config.aws_region)
-    sqs = session.client("sqs", endpoint_url=endpoint)
-    autoscaling = session.client("autoscaling", endpoint_url=endpoint)
+    # A long poll holds the connection for wait_seconds: the read timeout must outlast it.
+    client_config = BotoConfig(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=config.wait_seconds + 10,
+    )
+    sqs = session.client("sqs", endpoint_url=endpoint, config=client_config)
+    autoscaling = session.client("autoscaling", endpoint_url=endpoint, config=client_config)
     return sqs, autoscaling
 
 

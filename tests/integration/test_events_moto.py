@@ -25,11 +25,11 @@ import pytest
 
 from keysvc import emulator
 from keysvc.config import EventsConfig
-from keysvc.events import STATE_CHANGE_PATTERN
+from keysvc.events import LIFECYCLE_PATTERN, STATE_CHANGE_PATTERN
 from keysvc.models import AddNode, EventType, KeyState
 from keysvc.runtime import load_settings, open_service
 from keysvc.service import KeyService
-from keysvc.sqs_consumer import start_consumer_thread
+from keysvc.sqs_consumer import EventConsumer, make_clients, start_consumer_thread
 from tests.agent.stack import BUCKET, Keysvc, Node, read_source
 from tests.servers import Server, run_cli, wait_until
 
@@ -264,3 +264,49 @@ def test_termination_stops_the_running_agent(tmp_path: Path, wiring: Wiring, fak
     service = open_service(load_settings(None, str(keysvc.state)))
     assert service.get_key(node.key_id).state == KeyState.REVOKED
     assert _revocations(service, node.key_id)[0].event.actor == "aws:events"
+
+
+def test_lifecycle_action_revokes_and_keeps_the_message_until_completed(
+    tmp_path: Path, wiring: Wiring
+) -> None:
+    """An ASG terminate lifecycle action via the README's rule revokes; the message stays until completed.
+
+    moto 5.2 answers CompleteLifecycleAction with HTTP 500 (not implemented), which is exactly the
+    failure case: the revocation is committed, the message is kept for a retry. (Completion with
+    CONTINUE and the "already completed" case are covered by the unit tests.)
+    """
+    instance = _instance()
+    service, key_id = _issue(tmp_path, instance)
+    rule = f"nodelogs-lifecycle-{uuid.uuid4().hex[:12]}"
+    queue_arn = wiring.sqs.get_queue_attributes(QueueUrl=wiring.queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    wiring.events.put_rule(Name=rule, EventPattern=json.dumps(LIFECYCLE_PATTERN), State="ENABLED")
+    wiring.events.put_targets(Rule=rule, Targets=[{"Id": "keysvc", "Arn": queue_arn}])
+    detail = {
+        "LifecycleActionToken": str(uuid.uuid4()),
+        "AutoScalingGroupName": "nodes",
+        "LifecycleHookName": "nodelogs-revoke",
+        "EC2InstanceId": instance,
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+    }
+    wiring.events.put_events(
+        Entries=[
+            {
+                "Source": "aws.autoscaling",
+                "DetailType": "EC2 Instance-terminate Lifecycle Action",
+                "Detail": json.dumps(detail),
+            }
+        ]
+    )
+    try:
+        config = EventsConfig(queue_url=wiring.queue_url, endpoint_url=wiring.endpoint, wait_seconds=1)
+        sqs, autoscaling = make_clients(config)
+        consumer = EventConsumer(service, config, sqs, autoscaling)
+        assert consumer.poll_once() == 1
+    finally:
+        wiring.events.remove_targets(Rule=rule, Ids=["keysvc"])
+        wiring.events.delete_rule(Name=rule)
+    assert service.get_key(key_id).state == KeyState.REVOKED
+    assert (consumer.counters.revoked_keys, consumer.counters.failed, consumer.counters.deleted) == (1, 1, 0)
+    assert sum(wiring.counts()) == 1
