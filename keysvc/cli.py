@@ -20,7 +20,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
+from keysvc import logging_setup
 from keysvc.errors import (
     AuditIntegrityError,
     ConfigError,
@@ -30,6 +32,7 @@ from keysvc.errors import (
     Refused,
     StoreUnavailable,
 )
+from keysvc.keyformat import KEY_PATTERN
 
 #: Command groups, in the order ``keysvc --help`` lists them. Each module has ``register``.
 COMMAND_MODULES = (
@@ -46,9 +49,25 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that never guesses abbreviated flags and never echoes anything shaped like a key.
+
+    A key pasted into argv by mistake (``--key nlk1_...``) would otherwise be printed back in the
+    usage error; subparsers inherit this class.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Print usage and the error with key-shaped text redacted, then exit 2."""
+        super().error(KEY_PATTERN.sub("[REDACTED]", message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the full argument parser."""
-    parser = argparse.ArgumentParser(prog="keysvc", description="Per-node ingest keys for nodelogs.")
+    parser = _Parser(prog="keysvc", description="Per-node ingest keys for nodelogs.")
     parser.add_argument("--config", help="TOML config file (default: $KEYSVC_CONFIG, else built-in defaults)")
     parser.add_argument(
         "--state-dir",
@@ -61,33 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: How each error leaves the process: (exit code, prefix). Checked in order, so subclasses first.
+EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (AuditIntegrityError, 1, "audit chain BROKEN: "),
+    (ConfigError, 2, "configuration error: "),
+    (NotFound, 3, "not found: "),
+    (InvalidInput, 4, ""),
+    (Refused, 4, ""),
+    (StoreUnavailable, 5, "store unavailable: "),
+    (KeysvcError, 70, "error: "),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
-    from keysvc import logging_setup
-
     parser = build_parser()
     args = parser.parse_args(argv)
     logging_setup.configure(args.log_level)
     try:
         code: int = args.handler(args)
-    except AuditIntegrityError as exc:
-        print(f"keysvc: audit chain BROKEN: {exc}", file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        print(f"keysvc: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except NotFound as exc:
-        print(f"keysvc: not found: {exc}", file=sys.stderr)
-        return 3
-    except (InvalidInput, Refused) as exc:
-        print(f"keysvc: {exc}", file=sys.stderr)
-        return 4
-    except StoreUnavailable as exc:
-        print(f"keysvc: store unavailable: {exc}", file=sys.stderr)
-        return 5
     except KeysvcError as exc:
-        print(f"keysvc: error: {exc}", file=sys.stderr)
-        return 70
+        for kind, exit_code, prefix in EXIT_CODES:
+            if isinstance(exc, kind):
+                sys.stderr.write(f"keysvc: {prefix}{KEY_PATTERN.sub('[REDACTED]', str(exc))}\n")
+                return exit_code
+        raise  # unreachable: KeysvcError is the last row
     except KeyboardInterrupt:
         return 130
     return code
