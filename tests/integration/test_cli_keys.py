@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from keysvc import keyformat
-from tests.servers import run_cli
+from tests.servers import run_cli, wait_until
 
 pytestmark = pytest.mark.integration
 
 INSTANCE = "i-0123456789abcdef0"
+SHORT_TTL = {**os.environ, "KEYSVC_KEY_TTL_SECONDS": "2"}
+"""Keys issued with this environment live two seconds, so expiry tests need not wait an hour."""
 
 
 def keysvc(
@@ -27,7 +29,9 @@ def keysvc(
     return run_cli(["keysvc", "--state-dir", str(state), *argv], check=check, env=env)
 
 
-def issue(state: Path, node: str = "node-1", *extra: str) -> dict[str, Any]:
+def issue(
+    state: Path, node: str = "node-1", *extra: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Issue a key through the CLI and return its JSON answer."""
     result = keysvc(
         state,
@@ -44,9 +48,21 @@ def issue(state: Path, node: str = "node-1", *extra: str) -> dict[str, Any]:
         "--output",
         "json",
         *extra,
+        env=env,
     )
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+def wait_until_expired(state: Path, count: int) -> None:
+    """Poll `keys list --state expired` until ``count`` keys are past their expiry."""
+    wait_until(
+        lambda: (
+            len(json.loads(keysvc(state, "keys", "list", "--state", "expired", "-o", "json").stdout)) >= count
+        ),
+        timeout=30,
+        what=f"{count} key(s) past expiry",
+    )
 
 
 def test_issue_prints_key_once_with_id_and_expiry(tmp_path: Path) -> None:
@@ -178,11 +194,10 @@ def test_invalid_ids_exit_4(tmp_path: Path) -> None:
 
 
 def test_sweep_expires_past_keys(tmp_path: Path) -> None:
-    """`keysvc sweep` expires a key once its hour is over, and only once."""
-    started = time.time() - 3600 + 1.5
-    issued = issue(tmp_path, "node-1", "--started-at", f"{started:.3f}")
-    assert keysvc(tmp_path, "sweep").stdout.strip() == "nothing to expire"
-    time.sleep(max(0.0, started + 3600 - time.time()) + 0.1)
+    """`keysvc sweep` expires a key once its (shortened) lifetime is over, and only once."""
+    issued = issue(tmp_path, "node-1", env=SHORT_TTL)
+    assert issued["state"] == "live"
+    wait_until_expired(tmp_path, 1)
     listed = json.loads(keysvc(tmp_path, "keys", "list", "--state", "expired", "-o", "json").stdout)
     assert [k["key_id"] for k in listed] == [issued["key_id"]], "reported expired before the sweep"
     assert json.loads(keysvc(tmp_path, "sweep", "-o", "json").stdout) == {"expired": [issued["key_id"]]}
@@ -262,10 +277,9 @@ def test_concurrent_processes_keep_one_live_key_and_one_chain(tmp_path: Path) ->
 
 def test_concurrent_sweeps_audit_each_key_once(tmp_path: Path) -> None:
     """Four `keysvc sweep` processes at once expire each key exactly once."""
-    started = time.time() - 3600 + 1.0
     for i in range(3):
-        issue(tmp_path, f"node-{i}", "--started-at", f"{started:.3f}")
-    time.sleep(max(0.0, started + 3600 - time.time()) + 0.1)
+        issue(tmp_path, f"node-{i}", env=SHORT_TTL)
+    wait_until_expired(tmp_path, 3)
     sweepers = [_spawn(tmp_path, "sweep", "-o", "json") for _ in range(4)]
     outputs = [p.communicate(timeout=60)[0] for p in sweepers]
     assert [p.returncode for p in sweepers] == [0] * 4
