@@ -215,12 +215,12 @@ class Agent:
             ahead = tail.read(start + length, redaction.CONTEXT)
             window = b"".join((behind, raw, ahead))
             clean = redaction.redact(window, len(behind), len(behind) + length, self.own_key)
-            del window, ahead, behind, block
+            del window, ahead, block
             body = chunking.compress(clean, self.config.gzip_level)
             end = start + length
             suffix = chunking.object_suffix(tail.source_id, current.generation, start, end)
             staged, digest = self.store.stage(tail.source_id, current.generation, start, end, body)
-            fp_start, fp = fingerprint_of(raw, end)
+            fp_start, fp = fingerprint_of(behind[-64:] + raw[-64:], end)
             chunks.append(
                 StagedChunk(
                     start=start,

@@ -49,7 +49,10 @@ def fingerprint(fd: int, end: int) -> tuple[int, str]:
 
 
 def fingerprint_of(data: bytes, end: int) -> tuple[int, str]:
-    """Return the fingerprint of a chunk ending at ``end`` from the chunk's own raw bytes."""
+    """Return the fingerprint of the bytes before ``end`` from ``data``, which must end at ``end``.
+
+    ``data`` must reach back at least 64 bytes (or to byte 0) so it equals :func:`fingerprint`.
+    """
     tail = data[-FINGERPRINT_BYTES:]
     return end - len(tail), hashlib.sha256(tail).hexdigest()
 

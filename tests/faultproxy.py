@@ -9,6 +9,7 @@ A *plan* decides, per request, what goes wrong:
 - ``timeout``             hold the connection for ``hold_seconds``, then close it, without forwarding
 - ``after:<code>``        forward (the upstream stores it), then answer ``<code>`` instead (412 = "already there")
 - ``after:reset``         forward, then drop the answer (the client never learns it was stored)
+- ``slow:<seconds>``      forward, then wait before answering (a slow bucket; widens crash windows)
 - ``None``                forward faithfully
 
 :func:`random_plan` mixes them with a seeded RNG. ``down()``/``up()`` make the front refuse every
@@ -137,6 +138,8 @@ class FaultProxy:
             self._answer(handler, code, error, extra)
             return
         status, headers, answer = self._forward(handler, body)
+        if fault is not None and fault.startswith("slow:"):
+            time.sleep(float(fault.split(":", 1)[1]))
         if fault == "after:reset":
             self._reset(handler)
             return
