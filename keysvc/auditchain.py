@@ -11,7 +11,7 @@ chained: ``prev_hash`` is the hash of the record before it (32 zero bytes for th
 - verification can then name the exact record that is bad, not just a window between checkpoints;
 - there is no unsigned tail: a checkpoint scheme leaves the records since the last checkpoint open to
   silent rewriting by anyone with write access to the database;
-- it is cheap: an Ed25519 signature costs about 50 µs, far below the cost of the transaction that
+- it is cheap: an Ed25519 signature costs 25-60 µs here, well below the cost of the transaction that
   commits the record (``tests/benchmarks/bench_keys.py`` measures both).
 
 The chain head ``(seq, hash)`` is kept apart from the records and re-signed, under its own domain
