@@ -7,12 +7,12 @@ A *plan* decides, per request, what goes wrong:
 - ``status:<code>``       answer with that status without forwarding (503, 429 + Retry-After, 403 ...)
 - ``reset``               close the connection without an answer, without forwarding
 - ``timeout``             hold the connection for ``hold_seconds``, then close it, without forwarding
-- ``after:<code>``        forward (the upstream stores it), then answer ``<code>`` instead (412 = "already there")
+- ``after:<code>``        forward (the upstream stores it), then answer ``<code>`` (412 = "already there")
 - ``after:reset``         forward, then drop the answer (the client never learns it was stored)
 - ``slow:<seconds>``      forward, then wait before answering (a slow bucket; widens crash windows)
 - ``None``                forward faithfully
 
-:func:`random_plan` mixes them with a seeded RNG. ``down()``/``up()`` make the front refuse every
+:func:`random_plan` mixes them in with a seeded RNG. ``down()``/``up()`` make the front refuse every
 request with a reset, like an unreachable service.
 """
 
@@ -34,16 +34,25 @@ Plan = Callable[[str, str], str | None]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection", "host"}
 
 
-def random_plan(seed: int, rate: float, kinds: tuple[str, ...], methods: tuple[str, ...] = ("PUT", "POST")) -> Plan:
-    """Return a plan that injects one of ``kinds`` into a ``rate`` share of requests with those methods."""
-    rng = random.Random(seed)
+def random_plan(
+    seed: int, rate: float, kinds: tuple[str, ...], methods: tuple[str, ...] = ("PUT", "POST")
+) -> Plan:
+    """Return a plan that injects a fault into a ``rate`` share of requests with those methods.
+
+    The faults cycle through ``kinds`` in order, so every kind fires once enough requests are made.
+    """
+    rng = random.Random(seed)  # noqa: S311 - reproducible fault schedule, not crypto
     lock = threading.Lock()
+    fired = [0]
 
     def plan(method: str, _path: str) -> str | None:
         if method not in methods:
             return None
         with lock:
-            return rng.choice(kinds) if rng.random() < rate else None
+            if rng.random() >= rate:
+                return None
+            fired[0] += 1
+            return kinds[(fired[0] - 1) % len(kinds)]
 
     return plan
 
@@ -156,9 +165,12 @@ class FaultProxy:
             conn.request(handler.command, handler.path, body=body if body else None, headers=headers)
             response = conn.getresponse()
             answer = response.read()
-            kept = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP | {"content-length"}}
-            return response.status, kept, answer
+            kept = {
+                k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP | {"content-length"}
+            }
         except OSError:
             return 502, {}, b"upstream unreachable"
+        else:
+            return response.status, kept, answer
         finally:
             conn.close()

@@ -63,13 +63,23 @@ class FakeCloud:
         grants = []
         for item in request["objects"]:
             parse_suffix(item["name"])
-            grants.append({
-                "name": item["name"], "object": item["name"], "url": BUCKET + item["name"], "method": "PUT",
-                "headers": {"content-type": "application/gzip", "x-goog-if-generation-match": "0"},
-                "expires_at": now + 300,
-            })
-        answer = {"key_id": "k", "server_time": now, "key_expires_at": self.started + self.lifetime,
-                  "bucket": "nodelogs-test", "grants": grants}
+            grants.append(
+                {
+                    "name": item["name"],
+                    "object": item["name"],
+                    "url": BUCKET + item["name"],
+                    "method": "PUT",
+                    "headers": {"content-type": "application/gzip", "x-goog-if-generation-match": "0"},
+                    "expires_at": now + 300,
+                }
+            )
+        answer = {
+            "key_id": "k",
+            "server_time": now,
+            "key_expires_at": self.started + self.lifetime,
+            "bucket": "nodelogs-test",
+            "grants": grants,
+        }
         return Response(200, {}, json.dumps(answer).encode())
 
     def _put(self, name: str, headers: Mapping[str, str], body: bytes) -> Response:
@@ -96,7 +106,9 @@ def reassemble(objects: Mapping[str, bytes]) -> dict[tuple[str, str], bytes]:
         position = 0
         pieces = []
         for start, end, data in parts:
-            assert start == position, f"{stream}: {'gap' if start > position else 'overlap'} at {position}->{start}"
+            assert start == position, (
+                f"{stream}: {'gap' if start > position else 'overlap'} at {position}->{start}"
+            )
             pieces.append(data)
             position = end
         streams[stream] = b"".join(pieces)

@@ -46,8 +46,11 @@ class Keysvc:
     def env(self) -> dict[str, str]:
         """Environment for keysvc commands on this state."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSVC_")}
-        env.update(KEYSVC_STATE_DIR=str(self.state), KEYSVC_GCS_ENDPOINT=self.signed_endpoint,
-                   KEYSVC_CONFIG=str(self.state / "keysvc.toml"))
+        env.update(
+            KEYSVC_STATE_DIR=str(self.state),
+            KEYSVC_GCS_ENDPOINT=self.signed_endpoint,
+            KEYSVC_CONFIG=str(self.state / "keysvc.toml"),
+        )
         if self.ttl is not None:
             env["KEYSVC_KEY_TTL_SECONDS"] = str(self.ttl)
         return env
@@ -58,15 +61,34 @@ class Keysvc:
         (self.state / "keysvc.toml").write_text(
             f'[regions.local]\nbucket = "{BUCKET}"\nprefix = "{PREFIX}"\nendpoint = "http://127.0.0.1:{self.port}"\n'
         )
-        new_service_account_file(self.state / "service-account.json", email="test@nodelogs-local.iam.gserviceaccount.com")
+        new_service_account_file(
+            self.state / "service-account.json", email="test@nodelogs-local.iam.gserviceaccount.com"
+        )
         return self
 
     def issue(self, node: str) -> tuple[str, str]:
         """Mint a key for ``node`` with the real CLI; return (key id, key)."""
         out = subprocess.run(
-            [str(BIN / "keysvc"), "keys", "issue", "--cluster", CLUSTER, "--node", node,
-             "--instance", "i-0123456789abcdef0", "--region", "local", "-o", "json"],
-            env=self.env(), capture_output=True, text=True, check=True, timeout=30,
+            [
+                str(BIN / "keysvc"),
+                "keys",
+                "issue",
+                "--cluster",
+                CLUSTER,
+                "--node",
+                node,
+                "--instance",
+                "i-0123456789abcdef0",
+                "--region",
+                "local",
+                "-o",
+                "json",
+            ],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
         )
         data = json.loads(out.stdout)
         return str(data["key_id"]), str(data["key"])
@@ -75,14 +97,19 @@ class Keysvc:
         """Revoke with the real CLI on the same state (the server sees it at the next request)."""
         subprocess.run(
             [str(BIN / "keysvc"), "keys", "revoke", key_id, "--reason", "test"],
-            env=self.env(), capture_output=True, check=True, timeout=30,
+            env=self.env(),
+            capture_output=True,
+            check=True,
+            timeout=30,
         )
 
     def start(self) -> Keysvc:
         """Start ``keysvc serve`` and wait until it answers."""
         self.process = subprocess.Popen(
-            [str(BIN / "keysvc"), "serve", "--port", str(self.port)], env=self.env(),
-            stdout=subprocess.DEVNULL, stderr=(self.state / "serve.log").open("ab"),
+            [str(BIN / "keysvc"), "serve", "--port", str(self.port)],
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=(self.state / "serve.log").open("ab"),
         )
         wait_until(lambda: http_ok(f"{self.url}/healthz"), timeout=30, what="keysvc serve")
         return self
@@ -120,6 +147,7 @@ class Node:
     def provision(self) -> Node:
         """Issue a key and write it to the key file, mode 0600."""
         self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "agent.toml").touch()
         self.key_id, self.key = self.keysvc.issue(self.name)
         fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -132,9 +160,14 @@ class Node:
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
             env.pop(name, None)
         env.update(
-            NODELOGS_ENDPOINT=self.keysvc.url, NODELOGS_CLUSTER=CLUSTER, NODELOGS_NODE=self.name,
-            NODELOGS_REGION="local", NODELOGS_SOURCES=",".join(self.sources), NODELOGS_KEY_FILE=str(self.key_file),
-            NODELOGS_STATE_DIR=str(self.root / "state"), NODELOGS_CONFIG=str(self.root / "agent.toml"),
+            NODELOGS_ENDPOINT=self.keysvc.url,
+            NODELOGS_CLUSTER=CLUSTER,
+            NODELOGS_NODE=self.name,
+            NODELOGS_REGION="local",
+            NODELOGS_SOURCES=",".join(self.sources),
+            NODELOGS_KEY_FILE=str(self.key_file),
+            NODELOGS_STATE_DIR=str(self.root / "state"),
+            NODELOGS_CONFIG=str(self.root / "agent.toml"),
         )
         env.update(self.extra_env)
         return env
@@ -143,7 +176,9 @@ class Node:
         """Start ``nodelogs-agent run``; its stderr goes to agent.log."""
         (self.root / "agent.toml").write_text(toml)
         self.process = subprocess.Popen(
-            [str(BIN / "nodelogs-agent"), "run"], env=self.env(), stdout=subprocess.DEVNULL,
+            [str(BIN / "nodelogs-agent"), "run"],
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
             stderr=(self.root / "agent.log").open("ab"),
         )
         return self.process
@@ -179,7 +214,9 @@ def exact_stream(parts: list[tuple[int, int, bytes]]) -> bytes:
     position = 0
     out = []
     for start, end, data in parts:
-        assert start == position, f"{'gap' if start > position else 'overlap'}: expected {position}, got {start}"
+        assert start == position, (
+            f"{'gap' if start > position else 'overlap'}: expected {position}, got {start}"
+        )
         assert len(data) == end - start, f"object {start}-{end} holds {len(data)} bytes"
         out.append(data)
         position = end
@@ -197,11 +234,26 @@ def read_source(gcs_url: str, node: str, path: str) -> dict[int, bytes]:
 
 
 def logs_get(keysvc: Keysvc, node: str, output: Path) -> dict[str, dict[int, bytes]]:
-    """Run the real ``keysvc logs get --output``; fail on a gap/overlap; return source id -> generation -> bytes."""
+    """Run the real ``keysvc logs get --output``; fail on gaps/overlaps; source -> generation -> bytes."""
     result = subprocess.run(
-        [str(BIN / "keysvc"), "logs", "get", "--cluster", CLUSTER, "--node", node, "--region", "local",
-         "--output", str(output)],
-        env=keysvc.env(), capture_output=True, text=True, timeout=120, check=False,
+        [
+            str(BIN / "keysvc"),
+            "logs",
+            "get",
+            "--cluster",
+            CLUSTER,
+            "--node",
+            node,
+            "--region",
+            "local",
+            "--output",
+            str(output),
+        ],
+        env=keysvc.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, f"keysvc logs get exited {result.returncode}: {result.stderr}"
     found: dict[str, dict[int, bytes]] = {}

@@ -23,10 +23,21 @@ from tests.agent.fake_cloud import FakeCloud, reassemble
 def make_config(tmp_path: Path, sources: tuple[str, ...], **overrides: object) -> AgentConfig:
     """A fast-cutting configuration rooted in tmp_path."""
     settings: dict[str, object] = {
-        "endpoint": "http://keysvc.test", "cluster": "c1", "node": "n1", "region": "us",
-        "sources": sources, "key_file": str(tmp_path / "key"), "state_dir": str(tmp_path / "state"),
-        "chunk_bytes": 4096, "chunk_seconds": 0.2, "partial_line_seconds": 0.4, "poll_seconds": 0.05,
-        "discover_seconds": 0.1, "probe_seconds": 0.5, "expiry_margin_seconds": 0.5, "retry_max_wait": 0.2,
+        "endpoint": "http://keysvc.test",
+        "cluster": "c1",
+        "node": "n1",
+        "region": "us",
+        "sources": sources,
+        "key_file": str(tmp_path / "key"),
+        "state_dir": str(tmp_path / "state"),
+        "chunk_bytes": 4096,
+        "chunk_seconds": 0.2,
+        "partial_line_seconds": 0.4,
+        "poll_seconds": 0.05,
+        "discover_seconds": 0.1,
+        "probe_seconds": 0.5,
+        "expiry_margin_seconds": 0.5,
+        "retry_max_wait": 0.2,
         "stop_flush_seconds": 5.0,
     }
     settings.update(overrides)

@@ -35,15 +35,21 @@ def shipped(gcs_url: str, node: str, path: Path, generation: int, expected: byte
 def test_rotation_truncation_late_files_and_kill9_reproduce_every_byte(
     tmp_path: Path, fake_gcs: Server, keysvc: Keysvc
 ) -> None:
-    """Writes, appends, rename rotation while down, copytruncate, late files and kill -9s: logs get is exact."""
+    """Appends, rename rotation while down, copytruncate, late files and kill -9s: logs get is exact."""
     logs = tmp_path / "logs"
     (logs / "pods").mkdir(parents=True)
     rotated, truncated, big = logs / "rotated.log", logs / "truncated.log", logs / "big.log"
-    node = Node(tmp_path / "node", keysvc, "e2e-node", (str(rotated), str(truncated), str(big),
-                                                         str(logs / "pods" / "*.log"))).provision()
+    node = Node(
+        tmp_path / "node",
+        keysvc,
+        "e2e-node",
+        (str(rotated), str(truncated), str(big), str(logs / "pods" / "*.log")),
+    ).provision()
     toml = "chunk_bytes = 65536\nchunk_seconds = 0.3\npartial_line_seconds = 0.6\n"
 
-    rotated_1 = b"boot: starting\n" + "ünïcödé \x1b[1mbold\x1b[0m\n".encode() + b"\x00\xff\xfe invalid utf-8\n"
+    rotated_1 = (
+        b"boot: starting\n" + "ünïcödé \x1b[1mbold\x1b[0m\n".encode() + b"\x00\xff\xfe invalid utf-8\n"
+    )
     truncated_1 = b"kubelet: line 1\n" + os.urandom(5000) + b"\n"
     rotated.write_bytes(rotated_1)
     truncated.write_bytes(truncated_1)
@@ -108,7 +114,9 @@ def test_rotation_truncation_late_files_and_kill9_reproduce_every_byte(
     assert node.key.encode() not in (node.root / "agent.log").read_bytes()
 
 
-def test_startup_to_first_upload_is_well_under_a_second(tmp_path: Path, fake_gcs: Server, keysvc: Keysvc) -> None:
+def test_startup_to_first_upload_is_well_under_a_second(
+    tmp_path: Path, fake_gcs: Server, keysvc: Keysvc
+) -> None:
     """From exec to the first object landing takes well under a second (measured, printed)."""
     log = tmp_path / "cloud-init-output.log"
     log.write_bytes(b"Cloud-init v. 23.1 running 'init-local'\n")
