@@ -13,7 +13,8 @@ from keysvc.errors import InvalidInput
 # Kubernetes cluster names and our region names are DNS labels.
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Node names are DNS subdomains (RFC 1123), as Kubernetes requires, capped at 253 characters.
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _INSTANCE = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 _REGION = re.compile(r"[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?")
 _OPERATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
