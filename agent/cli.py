@@ -69,11 +69,18 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser; the key is never a flag."""
-    parser = argparse.ArgumentParser(prog="nodelogs-agent", description="Ship this node's startup logs.")
+    parser = argparse.ArgumentParser(
+        prog="nodelogs-agent", description="Ship this node's startup logs.", allow_abbrev=False
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="tail the sources and upload them until the key expires")
+    # No abbreviations: "--key" must not silently mean "--key-file"; the key is never an argument.
+    run = sub.add_parser(
+        "run", help="tail the sources and upload them until the key expires", allow_abbrev=False
+    )
     _add_config_flags(run)
-    check = sub.add_parser("check", help="check that keysvc and the bucket are reachable (proxy aware)")
+    check = sub.add_parser(
+        "check", help="check that keysvc and the bucket are reachable (proxy aware)", allow_abbrev=False
+    )
     _add_config_flags(check)
     return parser
 

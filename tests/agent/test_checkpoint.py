@@ -1,0 +1,106 @@
+"""Durable state: atomic files, positions, intents with staged chunks, and refusing corrupt state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.checkpoint import Intent, JournalState, Position, StagedChunk, StateStore, atomic_write
+from agent.errors import StateCorrupt
+
+
+def make_intent(store: StateStore, bodies: list[bytes]) -> Intent:
+    """Stage bodies as consecutive 10-byte chunks and build their intent."""
+    chunks = []
+    for index, body in enumerate(bodies):
+        start, end = index * 10, index * 10 + 10
+        staged, digest = store.stage("src-1", 1, start, end, body)
+        chunks.append(
+            StagedChunk(start, end, f"src-1/g000001/{start:016d}-{end:016d}.gz", staged, digest, 0, "fp")
+        )
+    return Intent("src-1", "/var/log/x", 1, 5, 7, tuple(chunks))
+
+
+def test_atomic_write_replaces_whole_file_with_private_mode(tmp_path: Path) -> None:
+    """atomic_write leaves the new content, mode 0600, and no temporary file behind."""
+    target = tmp_path / "f.json"
+    atomic_write(target, b"old")
+    atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_position_round_trips(tmp_path: Path) -> None:
+    """A saved position loads back equal; an unknown source has none."""
+    store = StateStore(tmp_path).open()
+    position = Position("src-1", "/var/log/x", 2, 1234, 5, 7, 1170, "ab" * 32)
+    store.save_position(position)
+    assert store.load_position("src-1") == position
+    assert store.load_position("other") is None
+
+
+def test_intent_round_trips_and_drops_with_its_staged_files(tmp_path: Path) -> None:
+    """An intent loads back with its staged bytes verified; dropping it removes the staged files."""
+    store = StateStore(tmp_path).open()
+    intent = make_intent(store, [b"one", b"two"])
+    store.save_intent(intent)
+    assert store.all_intents() == [intent]
+    assert store.read_staged(intent.chunks[1]) == b"two"
+    store.drop_intent(intent)
+    assert store.all_intents() == []
+    assert list(store.staged.iterdir()) == []
+
+
+def test_staged_files_without_an_intent_are_removed_at_open(tmp_path: Path) -> None:
+    """A crash between staging and the intent leaves orphans, which the next open deletes."""
+    store = StateStore(tmp_path).open()
+    store.stage("src-1", 1, 0, 10, b"orphan")
+    kept = make_intent(store, [b"kept"])
+    store.save_intent(kept)
+    StateStore(tmp_path).open()
+    assert [p.name for p in store.staged.iterdir()] == [kept.chunks[0].staged]
+
+
+def test_corrupt_position_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """Garbage in a position file raises StateCorrupt that names the file; nothing is guessed."""
+    store = StateStore(tmp_path).open()
+    (store.positions / "src-1.json").write_bytes(b"{not json")
+    with pytest.raises(StateCorrupt, match=r"src-1\.json"):
+        store.load_position("src-1")
+
+
+def test_tampered_staged_chunk_is_refused(tmp_path: Path) -> None:
+    """A staged chunk whose bytes no longer match the intent's SHA-256 is refused at load."""
+    store = StateStore(tmp_path).open()
+    intent = make_intent(store, [b"one"])
+    store.save_intent(intent)
+    (store.staged / intent.chunks[0].staged).write_bytes(b"evil")
+    with pytest.raises(StateCorrupt, match="does not match"):
+        store.load_intent("src-1")
+
+
+def test_missing_staged_chunk_is_refused(tmp_path: Path) -> None:
+    """An intent whose staged file vanished is refused, not silently skipped."""
+    store = StateStore(tmp_path).open()
+    intent = make_intent(store, [b"one"])
+    store.save_intent(intent)
+    (store.staged / intent.chunks[0].staged).unlink()
+    with pytest.raises(StateCorrupt, match="cannot be read"):
+        store.load_intent("src-1")
+
+
+def test_unknown_version_is_refused(tmp_path: Path) -> None:
+    """A state file from another format version is not reinterpreted."""
+    store = StateStore(tmp_path).open()
+    (store.journal / "j.json").write_text('{"version": 99, "cursor": "c", "spool_size": 1}')
+    with pytest.raises(StateCorrupt, match="unknown format"):
+        store.load_journal("j")
+
+
+def test_journal_state_round_trips(tmp_path: Path) -> None:
+    """A journald cursor and its spool size are saved together."""
+    store = StateStore(tmp_path).open()
+    store.save_journal("j", JournalState("s=abc;i=1", 42))
+    assert store.load_journal("j") == JournalState("s=abc;i=1", 42)

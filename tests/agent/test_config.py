@@ -1,0 +1,91 @@
+"""Configuration: defaults, TOML < environment < flags, validation with clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import DEFAULT_SOURCES, load
+from agent.errors import ConfigError
+
+BASE = {
+    "NODELOGS_ENDPOINT": "https://keysvc.example.com",
+    "NODELOGS_CLUSTER": "c1",
+    "NODELOGS_NODE": "n1",
+    "NODELOGS_REGION": "eu",
+}
+
+
+def env(_tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The agent.env variables plus extras (no NODELOGS_CONFIG: the optional default file is absent here)."""
+    return {**BASE, **extra}
+
+
+def test_defaults_are_documented_values(tmp_path: Path) -> None:
+    """Without a file or flags: the two cloud-init logs, 1 MiB / 2 s chunks, standard paths."""
+    config = load(env(tmp_path))
+    assert config.sources == DEFAULT_SOURCES
+    assert (config.chunk_bytes, config.chunk_seconds) == (1024 * 1024, 2.0)
+    assert (config.key_file, config.state_dir) == ("/etc/nodelogs/key", "/var/lib/nodelogs-agent")
+
+
+def test_toml_then_environment_then_flags(tmp_path: Path) -> None:
+    """A flag beats the environment, which beats the TOML file."""
+    toml = tmp_path / "agent.toml"
+    toml.write_text('chunk_bytes = 8192\nchunk_seconds = 5\nsources = ["/a.log", "journal:kubelet"]\n')
+    config = load(
+        env(tmp_path, NODELOGS_CONFIG=str(toml), NODELOGS_CHUNK_SECONDS="3"), {"chunk_bytes": 16384}
+    )
+    assert config.sources == ("/a.log", "journal:kubelet")
+    assert (config.chunk_bytes, config.chunk_seconds) == (16384, 3.0)
+
+
+def test_sources_from_environment_are_comma_separated(tmp_path: Path) -> None:
+    """NODELOGS_SOURCES holds files, globs and journal units separated by commas."""
+    config = load(env(tmp_path, NODELOGS_SOURCES="/var/log/*.log, journal:containerd ,"))
+    assert config.sources == ("/var/log/*.log", "journal:containerd")
+
+
+def test_proxy_variables_are_captured_in_both_cases(tmp_path: Path) -> None:
+    """HTTP(S)_PROXY/NO_PROXY in either case are kept for the transport; nothing else."""
+    config = load(env(tmp_path, https_proxy="http://p:3128", NO_PROXY=".internal", HOME="/root"))
+    assert config.proxy_environ() == {"NO_PROXY": ".internal", "https_proxy": "http://p:3128"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"NODELOGS_CHUNK_BYTES": "ten"}, "chunk_bytes has a bad value"),
+        ({"NODELOGS_CHUNK_BYTES": "100"}, "chunk_bytes must be between"),
+        ({"NODELOGS_ENDPOINT": "keysvc:8080"}, "endpoint must be an http"),
+        ({"NODELOGS_PROBE_SECONDS": "10"}, "within 5 s"),
+    ],
+)
+def test_bad_values_name_the_setting(tmp_path: Path, extra: dict[str, str], message: str) -> None:
+    """Each invalid value raises ConfigError saying which setting is wrong."""
+    with pytest.raises(ConfigError, match=message):
+        load(env(tmp_path, **extra))
+
+
+def test_missing_required_settings_are_listed(tmp_path: Path) -> None:
+    """Without cluster and node the error names both variables."""
+    with pytest.raises(ConfigError, match="NODELOGS_CLUSTER, NODELOGS_NODE"):
+        load({"NODELOGS_ENDPOINT": "http://k", "NODELOGS_REGION": "eu"})
+
+
+def test_unknown_toml_key_and_explicit_missing_file_are_errors(tmp_path: Path) -> None:
+    """A typo in the TOML file is an error, and so is a config file named explicitly but absent."""
+    toml = tmp_path / "agent.toml"
+    toml.write_text("chunk_byte = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'chunk_byte'"):
+        load(env(tmp_path, NODELOGS_CONFIG=str(toml)))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(env(tmp_path, NODELOGS_CONFIG=str(tmp_path / "nope.toml")))
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    """The configuration cannot be changed after loading."""
+    config = load(env(tmp_path))
+    with pytest.raises(AttributeError):
+        config.chunk_bytes = 1  # type: ignore[misc]

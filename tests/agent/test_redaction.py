@@ -1,0 +1,88 @@
+"""Same-length masking: secrets disappear, offsets stay, and chunk boundaries change nothing."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.redaction import find_secrets, mask, redact
+from keysvc import keyformat
+
+KEY = keyformat.mint().key
+PEM = (
+    b"-----BEGIN RSA PRIVATE KEY-----\n"
+    b"MIIEowIBAAKCAQEAx4Uu\nQ2xvdWQtaW5pdA==\n"
+    b"-----END RSA PRIVATE KEY-----\n"
+)
+TEXT = (
+    b"cloud-init: key=" + KEY.encode() + b" done\n"
+    b"export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"
+    b"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
+    b"curl -H 'Authorization: Bearer eyJhbGciOi.short' https://x\n" + PEM + b"the end\n"
+)
+
+
+def whole(data: bytes, own: bytes | None = None) -> bytes:
+    """Redact a buffer as one chunk with no outside context."""
+    return redact(data, 0, len(data), own)
+
+
+def test_every_kind_of_secret_is_masked_with_the_same_length() -> None:
+    """Keys, AWS ids and secrets, bearer tokens and PEM bodies become stars; length and lines stay."""
+    out = whole(TEXT)
+    assert len(out) == len(TEXT)
+    assert out.count(b"\n") == TEXT.count(b"\n")
+    for secret in (
+        KEY[22:].encode(),
+        b"IOSFODNN7EXAMPLE",
+        b"wJalrXUtnFEMI/K7MDENG",
+        b"eyJhbGciOi.short",
+        b"MIIEowIB",
+    ):
+        assert secret not in out
+    assert KEY[:22].encode() in out  # the public key id stays visible
+    assert b"AKIA****************" in out
+    assert b"-----BEGIN RSA PRIVATE KEY-----\n" in out
+    assert b"-----END RSA PRIVATE KEY-----" in out
+
+
+def test_own_key_is_masked_even_without_a_word_boundary() -> None:
+    """The agent's own key is found as a literal, even glued to more base32 letters."""
+    data = b"x" + KEY.encode() + b"abc\n"
+    assert KEY[22:].encode() not in whole(data, KEY.encode())
+
+
+def test_plain_text_is_untouched() -> None:
+    """Ordinary log lines, binary and ANSI escapes come out byte for byte."""
+    data = b"Bearer of news\n\x1b[31mred\x1b[0m \xff\xfe\x00 AKIA short\n"
+    assert whole(data) == data
+
+
+@given(st.integers(min_value=0, max_value=len(TEXT)))
+def test_a_chunk_boundary_anywhere_changes_nothing(cut: int) -> None:
+    """Redacting two chunks in context gives exactly the bytes of redacting the whole."""
+    left = redact(TEXT, 0, cut)
+    right = redact(TEXT, cut, len(TEXT))
+    assert left + right == whole(TEXT)
+
+
+@given(st.integers(min_value=1, max_value=len(TEXT)))
+def test_data_cut_off_at_the_end_fails_closed(end: int) -> None:
+    """When a secret runs into the end of what is written so far, its visible part is masked."""
+    out = whole(TEXT[:end])
+    final = whole(TEXT)
+    for start, stop in find_secrets(TEXT):
+        if start < end:
+            visible = out[start : min(stop, end)]
+            assert visible == final[start : min(stop, end)]
+
+
+def test_pem_without_end_is_masked_to_the_end() -> None:
+    """An unterminated private-key block masks everything after its BEGIN line."""
+    data = b"-----BEGIN PRIVATE KEY-----\nAAAA\nBBBB"
+    assert whole(data) == b"-----BEGIN PRIVATE KEY-----\n****\n****"
+
+
+def test_mask_keeps_line_breaks() -> None:
+    """Masking a span that holds CR and LF keeps them."""
+    assert mask(b"ab\r\ncd", [(0, 6)]) == b"**\r\n**"
