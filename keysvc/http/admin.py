@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Depends, Query, Security
 from fastapi.security import HTTPBearer
 
+from keysvc.credentials import Credential
 from keysvc.errors import AuditIntegrityError
+from keysvc.http.auth import requires
 from keysvc.http.context import Context
 from keysvc.http.responses import AUTHED, documented
 from keysvc.http.schemas import (
@@ -73,12 +75,13 @@ def router(ctx: Context) -> APIRouter:
     """Build the admin routes."""
     api = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Security(bearer)])
     reads = documented(*AUTHED)
+    reader = Depends(requires(ctx.guard, READ))
+    revoker = Depends(requires(ctx.guard, REVOKE))
 
     @api.get("/keys", response_model=KeyList, responses=reads, summary="List keys")
     def list_keys(
-        request: Request, cluster: Text = None, node: Text = None, state: KeyState | None = None
+        cluster: Text = None, node: Text = None, state: KeyState | None = None, _caller: Credential = reader
     ) -> KeyList:
-        ctx.guard.token(request, READ)
         return KeyList(
             keys=[key_out(r) for r in ctx.service.list_keys(cluster=cluster, node=node, state=state)]
         )
@@ -86,8 +89,7 @@ def router(ctx: Context) -> APIRouter:
     @api.get(
         "/keys/{key_id}", response_model=KeyOut, responses=documented(*AUTHED, 404), summary="Show a key"
     )
-    def show_key(key_id: str, request: Request) -> KeyOut:
-        ctx.guard.token(request, READ)
+    def show_key(key_id: str, _caller: Credential = reader) -> KeyOut:
         return key_out(ctx.service.get_key(key_id))
 
     @api.post(
@@ -96,8 +98,7 @@ def router(ctx: Context) -> APIRouter:
         responses=documented(*AUTHED, 404),
         summary="Revoke one key",
     )
-    def revoke_key(key_id: str, body: RevokeKeyRequest, request: Request) -> RevokedResponse:
-        caller = ctx.guard.token(request, REVOKE)
+    def revoke_key(key_id: str, body: RevokeKeyRequest, caller: Credential = revoker) -> RevokedResponse:
         revoked = ctx.service.revoke(reason=body.reason, actor=f"credential:{caller.name}", key_id=key_id)
         if revoked:
             ctx.metrics.revocations.inc("admin", amount=len(revoked))
@@ -109,8 +110,7 @@ def router(ctx: Context) -> APIRouter:
         responses=documented(*AUTHED, 404),
         summary="Revoke by key id, cluster, node of a cluster, or instance",
     )
-    def revocations(body: RevocationRequest, request: Request) -> RevokedResponse:
-        caller = ctx.guard.token(request, REVOKE)
+    def revocations(body: RevocationRequest, caller: Credential = revoker) -> RevokedResponse:
         actor = f"credential:{caller.name}"
         if body.node is not None and body.cluster is not None:
             revoked = revoke_node(ctx, reason=body.reason, actor=actor, cluster=body.cluster, node=body.node)
@@ -128,7 +128,7 @@ def router(ctx: Context) -> APIRouter:
 
     @api.get("/audit", response_model=AuditList, responses=reads, summary="Read the audit log")
     def audit(
-        request: Request,
+        _caller: Credential = reader,
         *,
         since: float | None = None,
         until: float | None = None,
@@ -138,15 +138,13 @@ def router(ctx: Context) -> APIRouter:
         key_id: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     ) -> AuditList:
-        ctx.guard.token(request, READ)
         records = ctx.service.audit_log(
             since=since, until=until, cluster=cluster, node=node, event=event, key_id=key_id, limit=limit
         )
         return AuditList(records=[audit_out(r) for r in records])
 
     @api.get("/audit/verify", response_model=VerifyOut, responses=reads, summary="Verify the audit chain")
-    def verify(request: Request) -> VerifyOut:
-        ctx.guard.token(request, READ)
+    def verify(_caller: Credential = reader) -> VerifyOut:
         try:
             report = ctx.service.verify_audit()
         except AuditIntegrityError as exc:

@@ -64,6 +64,7 @@ def create_app(
         metrics=metrics,
         max_body_bytes=settings.server.max_body_bytes,
         grant_path=ingest.GRANT_PATH,
+        routes=app.router.routes,
     )
     _install_error_handlers(app)
 

@@ -13,6 +13,7 @@ any credential is examined, and its lockout is audited once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import structlog
@@ -158,3 +159,12 @@ class Guard:
         )
         log.warning("ingest_key_out_of_scope", source=source, key_id=key_id, path=path[:200])
         raise HTTPException(403, "an ingest key may only request upload grants")
+
+
+def requires(guard: Guard, scope: str) -> Callable[[Request], Credential]:
+    """Return a FastAPI dependency that authenticates a token with ``scope`` before the body is validated."""
+
+    def dependency(request: Request) -> Credential:
+        return guard.token(request, scope)
+
+    return dependency

@@ -2,7 +2,8 @@
 
 - The body is read here, up to ``max_body_bytes`` (from ``Content-Length`` at once, and counted
   while reading, so a chunked body cannot slip past), and replayed to the app: 413 if larger.
-- ``POST`` bodies must be ``application/json`` (or ``+json``): 415 otherwise.
+- ``POST`` bodies to a route that takes them must be ``application/json`` (or ``+json``): 415
+  otherwise. A method or path no route serves is left for the router to answer 405 or 404.
 - An ingest key in ``Authorization`` on any path but the grant endpoint: 403, audited.
 - Every request's latency lands in the histogram, labelled by route template, not raw path.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keysvc.errors import KeysvcError
@@ -49,9 +51,17 @@ class RequestGate:
     """Screens requests before the app sees them and times every response."""
 
     def __init__(
-        self, app: ASGIApp, *, guard: Guard, metrics: Metrics, max_body_bytes: int, grant_path: str
+        self,
+        app: ASGIApp,
+        *,
+        guard: Guard,
+        metrics: Metrics,
+        max_body_bytes: int,
+        grant_path: str,
+        routes: list[BaseRoute],
     ) -> None:
         self.app = app
+        self._routes = routes
         self._guard = guard
         self._metrics = metrics
         self._max = max_body_bytes
@@ -100,7 +110,8 @@ class RequestGate:
                 return errors.error_response(exc.status_code, "forbidden", str(exc.detail)), receive
             except KeysvcError as exc:
                 return errors.for_error(exc), receive
-        if method in _BODY_METHODS and not is_json_content_type(_header(scope, b"content-type")):
+        routed = any(route.matches(scope)[0] is Match.FULL for route in self._routes)
+        if routed and method in _BODY_METHODS and not is_json_content_type(_header(scope, b"content-type")):
             return errors.error_response(415, "unsupported_media_type", "send application/json"), receive
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.strip().isdigit() or int(declared) > self._max):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Depends, Security
 from fastapi.security import HTTPBearer
 
+from keysvc.credentials import Credential
 from keysvc.errors import InvalidInput
 from keysvc.http.admin import revoke_node
+from keysvc.http.auth import requires
 from keysvc.http.context import Context
 from keysvc.http.responses import AUTHED, documented
 from keysvc.http.schemas import AddNodeRequest, AddNodeResponse, RevokedResponse, TerminatedRequest
@@ -48,6 +50,8 @@ def rfc3339(unix: float) -> str:
 def router(ctx: Context) -> APIRouter:
     """Build the provisioner routes."""
     api = APIRouter(tags=["provisioner"], dependencies=[Security(bearer)])
+    adder = Depends(requires(ctx.guard, "nodes:add"))
+    terminator = Depends(requires(ctx.guard, "nodes:terminate"))
 
     @api.post(
         "/v1/nodes",
@@ -56,8 +60,7 @@ def router(ctx: Context) -> APIRouter:
         responses=documented(*AUTHED, 409),
         summary="AddNode: mint a node's ingest key and its user data",
     )
-    def add_node(body: AddNodeRequest, request: Request) -> AddNodeResponse:
-        caller = ctx.guard.token(request, "nodes:add")
+    def add_node(body: AddNodeRequest, caller: Credential = adder) -> AddNodeResponse:
         region = ctx.settings.regions.get(body.region)
         if region is None:
             raise InvalidInput("unknown region")
@@ -95,8 +98,7 @@ def router(ctx: Context) -> APIRouter:
         responses=documented(*AUTHED),
         summary="A node terminated: revoke its key by instance, or by cluster and node",
     )
-    def terminated(body: TerminatedRequest, request: Request) -> RevokedResponse:
-        caller = ctx.guard.token(request, "nodes:terminate")
+    def terminated(body: TerminatedRequest, caller: Credential = terminator) -> RevokedResponse:
         reason = body.reason or "terminated"
         actor = f"credential:{caller.name}"
         if body.instance is not None:
