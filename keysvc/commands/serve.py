@@ -2,12 +2,13 @@
 
 uvicorn handles SIGTERM and SIGINT itself: it stops accepting connections, lets requests in flight
 finish (up to ``--graceful-seconds``), then returns; the sweeper and consumer threads are stopped and
-the store closed after that.
+the store closed after that, and the process exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 from typing import Any
 
@@ -87,6 +88,10 @@ def run_serve(args: argparse.Namespace) -> int:
             backlog=4096,
         )
         log.info("serving", host=host, port=port, database=settings.state.database.split("://", 1)[0])
+        # uvicorn handles SIGTERM/SIGINT during run() and re-raises them afterwards; this handler
+        # receives that re-raise, so the cleanup below runs and the process exits 0.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda received, _frame: stop.set())
         uvicorn.Server(config).run()
     finally:
         sweeper.stop()
