@@ -23,10 +23,12 @@ Pool settings ride on the DSN as query parameters that are removed before libpq 
     postgresql://keysvc@db.internal/keysvc?pool_min_size=2&pool_max_size=20&pool_timeout=5
 
 ``pool_timeout`` bounds the wait for a connection, and ``connect_timeout`` (libpq's own; 5 s unless
-the DSN says otherwise) bounds each connection attempt. Broken connections are dropped when they
-are checked out and the pool reconnects in the background, so the store recovers by itself when
-the database comes back. psycopg errors are translated: unreachable, timed out, deadlocked or
-shut down is :class:`StoreUnavailable`; a broken uniqueness rule is :class:`Conflict`; anything
+the DSN says otherwise) bounds each connection attempt. A connection that died while idle is
+dropped when BEGIN fails on it and the transaction starts on another; the pool reconnects in the
+background, so the store recovers by itself when the database comes back.
+
+psycopg errors are translated: unreachable, timed out, deadlocked or shut down is
+:class:`StoreUnavailable`; a broken uniqueness rule is :class:`Conflict`; anything
 else is :class:`StoreError`. Messages carry PostgreSQL's primary message only, never row contents.
 """
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -360,7 +363,6 @@ class PostgresStore:
             max_size=self.pool_settings.max_size,
             timeout=self.pool_settings.timeout,
             configure=_configure,
-            check=ConnectionPool.check_connection,
             reconnect_timeout=RECONNECT_SECONDS,
             name="keysvc",
             open=False,
@@ -379,13 +381,37 @@ class PostgresStore:
         finally:
             self._pool.putconn(conn)
 
-    @contextlib.contextmanager
-    def _unit(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
-        with self._connection() as conn:
+    def _begin(self, begin: str) -> psycopg.Connection[Any]:
+        """Check out a connection and open a transaction on it.
+
+        A pooled connection may have died while idle (the database restarted). Nothing has happened
+        on it yet, so BEGIN is retried on another one, at most once per pooled connection plus one:
+        the first request after an outage does not fail, and no round trip is spent checking
+        connections that are fine.
+        """
+        deadline = time.monotonic() + self.pool_settings.timeout
+        for _ in range(self.pool_settings.max_size + 1):
             try:
-                conn.execute(begin)
+                conn = self._pool.getconn(max(deadline - time.monotonic(), 0.001))
             except psycopg.Error as exc:
                 raise translate(exc) from exc
+            try:
+                conn.execute(begin)
+            except psycopg.OperationalError as exc:
+                self._pool.putconn(conn)  # the pool discards a broken connection
+                if not conn.closed:
+                    raise translate(exc) from exc
+                continue
+            except BaseException:
+                self._pool.putconn(conn)
+                raise
+            return conn
+        raise StoreUnavailable("postgresql: every pooled connection was broken")
+
+    @contextlib.contextmanager
+    def _unit(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._begin(begin)
+        try:
             try:
                 yield conn
             except BaseException:
@@ -403,6 +429,8 @@ class PostgresStore:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
                 raise translate(exc) from exc
+        finally:
+            self._pool.putconn(conn)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
@@ -471,6 +499,10 @@ class PostgresStore:
                 conn.execute("SELECT 1 FROM schema_version LIMIT 1").fetchall()
         except psycopg.Error as exc:
             raise StoreUnavailable(str(translate(exc))) from exc
+
+    def pool_stats(self) -> dict[str, int]:
+        """psycopg_pool's counters (``pool_size``, ``pool_available``, ``requests_waiting``, ...)."""
+        return self._pool.get_stats()
 
     def close(self) -> None:
         """Close the pool and every connection in it."""

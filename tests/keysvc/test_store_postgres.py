@@ -274,3 +274,25 @@ def test_store_fails_cleanly_without_the_database_and_recovers() -> None:
             store.close()
     finally:
         server.close()
+
+
+@pytest.mark.integration
+def test_first_transaction_after_a_restart_succeeds() -> None:
+    """Pooled connections killed by a database restart are replaced on BEGIN; the first request just works."""
+    server = servers.start_postgres()
+    try:
+        dsn = servers.create_database(server, "restart") + "?pool_min_size=3&pool_max_size=3"
+        store = PostgresStore(dsn)
+        try:
+            store.migrate()
+            servers.wait_until(lambda: store.pool_stats()["pool_available"] == 3, what="3 idle connections")
+            servers.stop_postgres(server)
+            servers.restart_postgres(server)
+            with store.transaction() as tx:
+                assert tx.find_keys(KeyFilter()) == []
+            with store.transaction() as tx:
+                assert tx.find_keys(KeyFilter()) == []
+        finally:
+            store.close()
+    finally:
+        server.close()
