@@ -49,6 +49,7 @@ _AWS_PREFIXES = (
     b"APKA",
     b"AROA",
 )
+_AWS_QUICK = re.compile(rb"A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|PKA|ROA)")
 _AWS_ID = re.compile(
     rb"(?<![A-Z0-9])(?:" + b"|".join(_AWS_PREFIXES) + rb")([A-Z0-9]{16}(?![A-Z0-9])|[A-Z0-9]{0,15}\Z)"
 )
@@ -91,7 +92,7 @@ def find_secrets(data: bytes, own_key: bytes | None = None) -> list[tuple[int, i
         tail = _KEY_PARTIAL_AT_END.search(data, max(0, len(data) - 64))
         if tail is not None:
             spans.append((tail.start() + len(b"nlk1_"), tail.end()))
-    if any(prefix in data for prefix in _AWS_PREFIXES):
+    if _AWS_QUICK.search(data):
         spans.extend(_group_spans(_AWS_ID, data))
     lowered = data.lower()
     if b"secret" in lowered:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,8 @@ class Agent:
         self.skip = own_output_identities()
         self.hard_deadline = float("inf")
         self.chunks_delivered = 0
+        self._counter_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=config.put_concurrency, thread_name_prefix="put")
 
     # time and stopping ----------------------------------------------------------------------
     def _learn(self, answer: GrantAnswer) -> None:
@@ -137,7 +140,9 @@ class Agent:
         )
         retryer(attempt)
 
-    def _put(self, chunk: StagedChunk, body: bytes) -> None:
+    def _put(self, chunk: StagedChunk) -> None:
+        body = self.store.read_staged(chunk)
+
         def attempt() -> str:
             grant = self.grants.get(chunk.suffix)
             if grant is None or grant.deadline - self.monotonic() < 10.0:
@@ -156,11 +161,17 @@ class Agent:
         )
         outcome = retryer(attempt)
         self.grants.pop(chunk.suffix, None)
-        self.chunks_delivered += 1
+        with self._counter_lock:
+            self.chunks_delivered += 1
         log.debug("chunk_delivered", object=chunk.suffix, outcome=outcome)
 
     def deliver(self, intent: Intent) -> None:
-        """Send an intent's chunks not yet acknowledged, advancing the position after each."""
+        """Send an intent's chunks not yet acknowledged (in parallel), then advance the position.
+
+        The position moves to the end of the longest acknowledged prefix, and only after every PUT of
+        the batch has finished; a crash in between re-sends the whole intent, and the bucket answers
+        412 ("already there") for the chunks it has.
+        """
         position = self.store.load_position(intent.source_id)
         todo = list(intent.chunks)
         if position is not None and position.generation > intent.generation:
@@ -178,20 +189,28 @@ class Agent:
             )
         if todo:
             self._grant([chunk.suffix for chunk in todo if chunk.suffix not in self.grants])
-        for chunk in todo:
-            self._put(chunk, self.store.read_staged(chunk))
+        futures = [self._pool.submit(self._put, chunk) for chunk in todo]
+        wait(futures)
+        delivered = None
+        for chunk, future in zip(todo, futures, strict=True):
+            if future.exception() is not None:
+                break
+            delivered = chunk
+        if delivered is not None:
             self.store.save_position(
                 Position(
                     source_id=intent.source_id,
                     path=intent.path,
                     generation=intent.generation,
-                    offset=chunk.end,
+                    offset=delivered.end,
                     dev=intent.dev,
                     ino=intent.ino,
-                    fp_start=chunk.fp_start,
-                    fingerprint=chunk.fingerprint,
+                    fp_start=delivered.fp_start,
+                    fingerprint=delivered.fingerprint,
                 )
             )
+        for future in futures:
+            future.result()  # re-raise the first failure, after the acknowledged prefix is saved
         self.store.drop_intent(intent)
 
     def _stage(self, tail: FileTail, final: bool) -> Intent | None:
@@ -340,6 +359,7 @@ class Agent:
             raise
         finally:
             self.signals.refused.set()  # ends the probe thread
+            self._pool.shutdown(wait=True)
             for tail in self.tails.values():
                 tail.close()
 

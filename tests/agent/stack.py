@@ -260,3 +260,20 @@ def logs_get(keysvc: Keysvc, node: str, output: Path) -> dict[str, dict[int, byt
     for path in sorted(output.glob("*/*.log")):
         found.setdefault(path.parent.name, {})[int(path.stem.removeprefix("g"))] = path.read_bytes()
     return found
+
+
+def landed(gcs_url: str, node: str, path: Path, generation: int, expected: bytes) -> bool:
+    """While the agent runs: True once the generation equals ``expected`` exactly.
+
+    Chunks of one batch are PUT in parallel and may land out of order, so a gap seen mid-flight
+    means "not yet"; the final check after the agent stopped (``logs_get``) is strict.
+    """
+    try:
+        return read_source(gcs_url, node, str(path)).get(generation) == expected
+    except AssertionError:
+        return False
+
+
+def anything_landed(gcs_url: str, node: str) -> bool:
+    """True once the node has at least one object in the bucket."""
+    return bool(emulator.list_objects(gcs_url, BUCKET, f"{PREFIX}/{CLUSTER}/{node}/"))

@@ -13,7 +13,7 @@ import pytest
 
 from agent.chunking import source_id
 from keysvc import emulator
-from tests.agent.stack import BUCKET, Keysvc, Node, logs_get, read_source
+from tests.agent.stack import BUCKET, Keysvc, Node, landed, logs_get
 from tests.faultproxy import FaultProxy
 from tests.servers import Server, wait_until
 
@@ -87,7 +87,7 @@ def test_random_kill9s_lose_and_duplicate_nothing(tmp_path: Path, fake_gcs: Serv
     expected = {path: path.read_bytes() for path in paths}
     for path, content in expected.items():
         wait_until(
-            lambda p=path, c=content: read_source(fake_gcs.url, node.name, str(p)).get(1) == c,  # type: ignore[misc]
+            lambda p=path, c=content: landed(fake_gcs.url, node.name, p, 1, c),  # type: ignore[misc]
             timeout=60,
             what=f"{path.name} fully shipped",
         )

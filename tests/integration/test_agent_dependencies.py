@@ -15,7 +15,7 @@ import structlog
 import tenacity
 
 from keysvc import emulator
-from tests.agent.stack import BUCKET, Keysvc, Node, read_source
+from tests.agent.stack import BUCKET, Keysvc, Node, landed
 from tests.servers import Server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def test_bare_venv_cannot_import_cloud_sdks_but_runs_the_agent(
     )
     try:
         wait_until(
-            lambda: read_source(fake_gcs.url, node.name, str(log)) == {1: b"hello from a bare venv\n"},
+            lambda: landed(fake_gcs.url, node.name, log, 1, b"hello from a bare venv\n"),
             what="upload from the bare venv",
         )
     finally:

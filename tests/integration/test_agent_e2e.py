@@ -12,7 +12,7 @@ import pytest
 
 from agent.chunking import source_id
 from keysvc import emulator
-from tests.agent.stack import BUCKET, Keysvc, Node, logs_get, read_source
+from tests.agent.stack import BUCKET, Keysvc, Node, anything_landed, landed, logs_get
 from tests.servers import Server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def keysvc(tmp_path: Path, fake_gcs: Server) -> Iterator[Keysvc]:
 
 def shipped(gcs_url: str, node: str, path: Path, generation: int, expected: bytes) -> bool:
     """True once a source's generation in the bucket equals ``expected`` exactly."""
-    return read_source(gcs_url, node, str(path)).get(generation) == expected
+    return landed(gcs_url, node, path, generation, expected)
 
 
 def test_rotation_truncation_late_files_and_kill9_reproduce_every_byte(
@@ -123,7 +123,7 @@ def test_startup_to_first_upload_is_well_under_a_second(
     node = Node(tmp_path / "node", keysvc, "fast-node", (str(log),)).provision()
     started = time.monotonic()
     node.start()
-    wait_until(lambda: bool(read_source(fake_gcs.url, node.name, str(log))), timeout=5, what="first object")
+    wait_until(lambda: anything_landed(fake_gcs.url, node.name), timeout=5, what="first object")
     elapsed = time.monotonic() - started
     print(f"startup to first upload: {elapsed:.3f} s")
     assert elapsed < 0.9

@@ -12,7 +12,7 @@ import pytest
 
 from agent.chunking import source_id
 from keysvc import emulator
-from tests.agent.stack import BUCKET, Keysvc, Node, logs_get, read_source
+from tests.agent.stack import BUCKET, Keysvc, Node, landed, logs_get
 from tests.faultproxy import FaultProxy, random_plan
 from tests.servers import Server, wait_until
 
@@ -75,7 +75,7 @@ def test_faults_and_keysvc_outage_lose_and_duplicate_nothing(tmp_path: Path, fak
     expected = {path: path.read_bytes() for path in paths}
     for path, content in expected.items():
         wait_until(
-            lambda p=path, c=content: read_source(fake_gcs.url, node.name, str(p)).get(1) == c,  # type: ignore[misc]
+            lambda p=path, c=content: landed(fake_gcs.url, node.name, p, 1, c),  # type: ignore[misc]
             timeout=90,
             what=f"{path.name} shipped through the faults",
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from keysvc import emulator
-from tests.agent.stack import BIN, BUCKET, Keysvc, Node, read_source
+from tests.agent.stack import BIN, BUCKET, Keysvc, Node, anything_landed, read_source
 from tests.servers import Server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def test_revocation_stops_the_agent_within_5s_and_restart_exits_12(
     log.write_bytes(b"booting\n")
     node = Node(tmp_path / "node", keysvc, "revoked-node", (str(log),)).provision()
     process = node.start()
-    wait_until(lambda: bool(read_source(fake_gcs.url, node.name, str(log))), what="first upload")
+    wait_until(lambda: anything_landed(fake_gcs.url, node.name), what="first upload")
     keysvc.revoke(node.key_id)
     revoked_at = time.monotonic()
     assert process.wait(10) == 11
