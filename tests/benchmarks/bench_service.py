@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -209,6 +210,7 @@ async def main_async(args: argparse.Namespace) -> None:
         burst = await run_phase(f"burst of {args.burst} AddNodes", args.burst, pool, pid, adder)
     finally:
         demo.stop(server)
+        shutil.rmtree(workdir, ignore_errors=True)
     signing = rsa_signing_rate()
     print(
         f"keysvc serve (1 process, SQLite in {workdir}); client: raw asyncio HTTP/1.1; {os.cpu_count()} CPUs"
