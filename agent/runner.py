@@ -92,6 +92,8 @@ class Agent:
         self.skip = own_output_identities()
         self.hard_deadline = float("inf")
         self.chunks_delivered = 0
+        #: Intents staged by this run whose delivery has not finished (at most one per source).
+        self.undelivered: dict[str, Intent] = {}
         self._counter_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=config.put_concurrency, thread_name_prefix="put")
 
@@ -212,6 +214,7 @@ class Agent:
         for future in futures:
             future.result()  # re-raise the first failure, after the acknowledged prefix is saved
         self.store.drop_intent(intent)
+        self.undelivered.pop(intent.source_id, None)
 
     def _stage(self, tail: FileTail, final: bool) -> Intent | None:
         current = tail.current
@@ -263,13 +266,18 @@ class Agent:
             chunks=tuple(chunks),
         )
         self.store.save_intent(intent)
+        self.undelivered[intent.source_id] = intent
         tail.shipped(start, (chunks[-1].fp_start, chunks[-1].fingerprint))
         return intent
 
     def pump(self, tail: FileTail, *, final: bool = False) -> None:
-        """Stage and deliver everything the source has ready now."""
+        """Stage and deliver everything the source has ready now.
+
+        An intent whose delivery was interrupted (a retry loop that ran out of time) is delivered
+        before anything new is staged: a source never has two intents, and nothing is skipped.
+        """
         while True:
-            intent = self._stage(tail, final)
+            intent = self.undelivered.get(tail.source_id) or self._stage(tail, final)
             if intent is None:
                 break
             self.deliver(intent)

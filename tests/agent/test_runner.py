@@ -205,3 +205,41 @@ def test_restart_resumes_without_overlap(tmp_path: Path, cloud: FakeCloud) -> No
     run = Running(config, cloud)
     wait_for(lambda: stream_of(cloud, log) == b"one\n" * 2000 + b"two\n" * 2000)
     assert run.stop() == 0
+
+
+def test_delivery_cut_short_by_expiry_is_finished_in_the_final_flush(
+    tmp_path: Path, cloud: FakeCloud
+) -> None:
+    """PUTs failing until past the flush point: the pending intent goes first in the final flush, no gap."""
+    cloud.lifetime = 4.0
+    failing_until = time.monotonic() + 2.5
+    cloud.faults.append(
+        lambda method, _url: (
+            Response(503, {}, b"") if method == "PUT" and time.monotonic() < failing_until else None
+        )
+    )
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"early line\n" * 100)
+    run = Running(make_config(tmp_path, (str(log),), expiry_margin_seconds=2.0), cloud)
+    time.sleep(1.0)
+    with log.open("ab") as handle:
+        handle.write(b"later line\n")
+    run.thread.join(8)
+    assert isinstance(run.result, KeyExpired)
+    assert stream_of(cloud, log) == b"early line\n" * 100 + b"later line\n"
+
+
+def test_stop_while_bucket_down_keeps_the_intent_for_the_next_run(tmp_path: Path, cloud: FakeCloud) -> None:
+    """SIGTERM with the bucket down exits 0 after the flush budget; the next run re-sends the chunks."""
+    cloud.faults.append(lambda method, _url: Response(503, {}, b"") if method == "PUT" else None)
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"must not be lost\n")
+    config = make_config(tmp_path, (str(log),), stop_flush_seconds=0.5)
+    run = Running(config, cloud)
+    time.sleep(0.5)
+    assert run.stop() == 0
+    assert list((Path(config.state_dir) / "intents").iterdir())
+    cloud.faults.clear()
+    run = Running(config, cloud)
+    wait_for(lambda: stream_of(cloud, log) == b"must not be lost\n")
+    assert run.stop() == 0
