@@ -1,7 +1,8 @@
 """The node's key file and the "finished" marker in the state directory.
 
 The key comes only from a root-only file (never argv, which any process can read in ``/proc``).
-The file must be a regular file that neither group nor other can read; otherwise the agent refuses
+The file must be a regular file, owned by root (or the agent's own user), that neither group nor
+other can read (no symlink is followed); otherwise the agent refuses
 to start and says how to fix it. After the key expires or is refused, the agent writes a marker in
 its state directory (the key id and why, never the key) and deletes the key file, so a restart
 exits at once with code 12 instead of retrying a dead key.
@@ -47,6 +48,8 @@ def read_key(path: Path) -> NodeKey:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise KeyFileInsecure(f"key file {path} is not a regular file")
+        if info.st_uid not in (0, os.geteuid()):
+            raise KeyFileInsecure(f"key file {path} is owned by uid {info.st_uid}; it must belong to root")
         if info.st_mode & 0o077:
             raise KeyFileInsecure(
                 f"key file {path} has mode {stat.S_IMODE(info.st_mode):04o}; group and other must have no "

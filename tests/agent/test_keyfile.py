@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,11 @@ def test_remove_key_reports_whether_it_was_there(tmp_path: Path) -> None:
     path = write_key(tmp_path / "key", "x")
     assert remove_key(path) is True
     assert remove_key(path) is False
+
+
+def test_key_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    """A key file that another (non-root) user owns, and could rewrite, is refused."""
+    path = write_key(tmp_path / "key", keyformat.mint().key)
+    os.chown(path, 4242, 4242)
+    with pytest.raises(KeyFileInsecure, match="owned by uid 4242"):
+        read_key(path)

@@ -11,6 +11,7 @@ import pytest
 
 from agent import keyfile
 from agent.checkpoint import StateStore
+from agent.chunking import source_id
 from agent.config import AgentConfig
 from agent.errors import KeyExpired, KeyRefused
 from agent.runner import Agent, Signals
@@ -18,6 +19,7 @@ from agent.sources import FileTail
 from agent.transport import Response
 from keysvc import keyformat
 from tests.agent.fake_cloud import FakeCloud, reassemble
+from tests.agent.test_sources import fake_journalctl
 
 
 def make_config(tmp_path: Path, sources: tuple[str, ...], **overrides: object) -> AgentConfig:
@@ -243,3 +245,32 @@ def test_stop_while_bucket_down_keeps_the_intent_for_the_next_run(tmp_path: Path
     run = Running(config, cloud)
     wait_for(lambda: stream_of(cloud, log) == b"must not be lost\n")
     assert run.stop() == 0
+
+
+def test_journal_units_are_spooled_and_shipped(
+    tmp_path: Path, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """journal:kubelet is read through journalctl (a stand-in on PATH here) and shipped as its own source."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    entries = [
+        "2026-11-28T08:00:00+0000 vm kubelet[7]: Starting kubelet",
+        "2026-11-28T08:00:01+0000 vm kubelet[7]: ok",
+    ]
+    script = Path(fake_journalctl(bin_dir, entries))
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    run = Running(make_config(tmp_path, ("journal:kubelet", "journal:nodelogs-agent")), cloud)
+    expected = ("\n".join(entries) + "\n").encode()
+
+    def shipped() -> bytes:
+        with cloud.lock:
+            objects = dict(cloud.objects)
+        try:
+            return reassemble(objects).get((source_id("journal:kubelet"), "g000001"), b"")
+        except AssertionError:
+            return b""
+
+    wait_for(lambda: shipped() == expected)
+    assert script.exists()
+    assert run.stop() == 0
+    assert all(not name.startswith(source_id("journal:nodelogs-agent")) for name in cloud.objects)
