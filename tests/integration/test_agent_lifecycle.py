@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from keysvc import emulator
-from tests.agent.stack import BIN, BUCKET, Keysvc, Node, anything_landed, read_source
+from tests.agent.stack import BIN, BUCKET, Keysvc, Node, anything_landed, landed, read_source
 from tests.servers import Server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -104,3 +104,17 @@ def test_absent_key_file_exits_12(tmp_path: Path, keysvc: Keysvc) -> None:
     node.root.mkdir(parents=True)
     (node.root / "agent.toml").touch()
     assert rerun(node).returncode == 12
+
+
+def test_agent_never_ships_its_own_log_file(tmp_path: Path, fake_gcs: Server, keysvc: Keysvc) -> None:
+    """A source that is the agent's own stderr file is skipped, while other sources ship."""
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"ship me\n")
+    node = Node(tmp_path / "node", keysvc, "selfish-node", (str(log), str(tmp_path / "node" / "agent.log")))
+    node.provision()
+    node.start()
+    wait_until(lambda: landed(fake_gcs.url, node.name, log, 1, b"ship me\n"), what="the other source")
+    time.sleep(1.0)
+    assert node.terminate() == 0
+    assert read_source(fake_gcs.url, node.name, str(node.root / "agent.log")) == {}
+    assert (node.root / "agent.log").stat().st_size > 0
