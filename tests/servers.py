@@ -292,6 +292,20 @@ def start_keysvc(
 # -- PostgreSQL lifecycle (PostgreSQL store helper) ---------------------------------------------------
 
 
+def postgres_ready(server: Server) -> bool:
+    """Return True when the server accepts queries (an open port may still answer "starting up")."""
+    psql = shutil.which("psql") or "psql"
+    result = subprocess.run(
+        [psql, server.url, "-qtAc", "SELECT 1"], check=False, capture_output=True, timeout=10
+    )
+    return result.returncode == 0
+
+
+def wait_for_postgres(server: Server, timeout: float = 30.0) -> None:
+    """Wait until a :func:`start_postgres` server accepts queries."""
+    wait_until(lambda: postgres_ready(server), timeout=timeout, what="postgres to accept queries")
+
+
 def drop_database(server: Server, name: str) -> None:
     """Drop a database made by :func:`create_database`, closing any session still connected to it."""
     psql = shutil.which("psql") or "psql"
@@ -324,6 +338,7 @@ def restart_postgres(server: Server) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     wait_until(lambda: port_open(server.port), what="postgres to restart")
+    wait_for_postgres(server)
 
 
 @dataclass

@@ -267,6 +267,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"keysvc replicas benchmark on {os.cpu_count()} CPU(s); {args.seconds:.0f} s per phase")
     postgres = servers.start_postgres()
+    servers.wait_for_postgres(postgres)
     results: list[Result] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp:

@@ -37,6 +37,7 @@ SUFFIX = "var-log-cloud-init.log-0a1b2c3d/g000001/0000000000000000-0000000000000
 def replicas(postgres: servers.Server, tmp_path: Path) -> Iterator[servers.KeysvcReplicas]:
     """Two replicas on a fresh database; the first starts alone and creates the audit signing key."""
     name = f"replicas_{uuid.uuid4().hex[:12]}"
+    servers.wait_for_postgres(postgres)
     group = servers.keysvc_replicas(servers.create_database(postgres, name), tmp_path)
     try:
         group.start()
@@ -226,6 +227,7 @@ def test_kill_9_of_one_replica_mid_burst_loses_nothing(replicas: servers.KeysvcR
 def test_losing_the_database_answers_503_and_recovers(tmp_path: Path) -> None:
     """With PostgreSQL stopped, /readyz and AddNode answer 503; once it is back, both work again unaided."""
     server = servers.start_postgres()
+    servers.wait_for_postgres(server)
     group = servers.keysvc_replicas(servers.create_database(server, "outage") + "?pool_timeout=2", tmp_path)
     try:
         url = group.start()

@@ -39,6 +39,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 def _postgres_store(server: servers.Server) -> Iterator[Store]:
     """A fresh database on the session's PostgreSQL, dropped after the test."""
     name = f"keysvc_{uuid.uuid4().hex[:16]}"
+    servers.wait_for_postgres(server)
     opened = open_store(servers.create_database(server, name))
     try:
         yield opened

@@ -32,6 +32,7 @@ INSTANCE = "i-0123456789abcdef0"
 def dsn(postgres: servers.Server) -> Iterator[str]:
     """A fresh, empty database on the session's PostgreSQL, dropped afterwards."""
     name = f"keysvc_{uuid.uuid4().hex[:16]}"
+    servers.wait_for_postgres(postgres)
     yield servers.create_database(postgres, name)
     servers.drop_database(postgres, name)
 
@@ -250,6 +251,7 @@ def test_store_fails_cleanly_without_the_database_and_recovers() -> None:
     """With PostgreSQL stopped, ping and transactions raise StoreUnavailable; after a restart they work."""
     server = servers.start_postgres()
     try:
+        servers.wait_for_postgres(server)
         dsn = servers.create_database(server, "outage") + "?pool_timeout=2"
         store = open_store(dsn)
         try:
@@ -281,6 +283,7 @@ def test_first_transaction_after_a_restart_succeeds() -> None:
     """Pooled connections killed by a database restart are replaced on BEGIN; the first request just works."""
     server = servers.start_postgres()
     try:
+        servers.wait_for_postgres(server)
         dsn = servers.create_database(server, "restart") + "?pool_min_size=3&pool_max_size=3"
         store = PostgresStore(dsn)
         try:
