@@ -54,6 +54,9 @@ def create_app(
         title="keysvc",
         version="1",
         summary="Per-node, one-hour, ingest-only keys and the signed upload URLs they buy.",
+        openapi_url="/openapi.json",
+        docs_url=None,  # no browser UI (it would load scripts from a CDN); the document is enough
+        redoc_url=None,
     )
     app.include_router(nodes.router(ctx))
     app.include_router(ingest.router(ctx))
