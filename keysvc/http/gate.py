@@ -80,16 +80,16 @@ class RequestGate:
                 status[0] = message["status"]
             await send(message)
 
+        matched = next((r for r in self._routes if r.matches(scope)[0] is Match.FULL), None)
         try:
-            refusal, replay = await self._screen(scope, receive)
+            refusal, replay = await self._screen(scope, receive, routed=matched is not None)
             if refusal is not None:
                 await refusal(scope, receive, timed_send)
             else:
                 await self.app(scope, replay, timed_send)
         finally:
             method = scope.get("method", "")
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(scope.get("route") or matched, "path", None) or "unmatched"
             self._metrics.request_seconds.observe(
                 time.perf_counter() - started,
                 method if method in _METHODS else "OTHER",
@@ -97,7 +97,9 @@ class RequestGate:
                 str(status[0]),
             )
 
-    async def _screen(self, scope: Scope, receive: Receive) -> tuple[JSONResponse | None, Receive]:
+    async def _screen(
+        self, scope: Scope, receive: Receive, *, routed: bool
+    ) -> tuple[JSONResponse | None, Receive]:
         method = scope.get("method", "")
         path = scope.get("path", "")
         token = bearer_token(_header(scope, b"authorization"))
@@ -110,7 +112,6 @@ class RequestGate:
                 return errors.error_response(exc.status_code, "forbidden", str(exc.detail)), receive
             except KeysvcError as exc:
                 return errors.for_error(exc), receive
-        routed = any(route.matches(scope)[0] is Match.FULL for route in self._routes)
         if routed and method in _BODY_METHODS and not is_json_content_type(_header(scope, b"content-type")):
             return errors.error_response(415, "unsupported_media_type", "send application/json"), receive
         declared = _header(scope, b"content-length")

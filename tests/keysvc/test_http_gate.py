@@ -67,6 +67,7 @@ def test_wrong_content_type_is_415(h: Harness, content_type: str | None) -> None
     response = h.client.post("/v1/nodes", content=json.dumps(ADD), headers=headers)
     assert response.status_code == 415
     assert response.json()["error"] == "unsupported_media_type"
+    assert h.metrics.request_seconds.count("POST", "/v1/nodes", "415") == 1
     nothing_written(h)
 
 
@@ -152,3 +153,10 @@ def test_ingest_brute_force_is_limited_too(h: Harness) -> None:
         for _ in range(7)
     ]
     assert statuses == [401] * 5 + [429] * 2
+
+
+def test_unrouted_methods_get_405_not_415(h: Harness) -> None:
+    """A method no route serves is answered by the router (405), whatever its content type."""
+    response = h.client.put("/healthz", content=b"x", headers={"content-type": "text/plain"})
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
