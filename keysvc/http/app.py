@@ -8,7 +8,7 @@ runs them in its thread pool, and the store is thread-safe.
 from __future__ import annotations
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
@@ -58,40 +58,45 @@ def create_app(
         docs_url=None,  # no browser UI (it would load scripts from a CDN); the document is enough
         redoc_url=None,
     )
-    app.include_router(nodes.router(ctx))
-    app.include_router(ingest.router(ctx))
-    app.include_router(admin.router(ctx))
+    routers = [
+        nodes.router(ctx),
+        ingest.router(ctx),
+        admin.router(ctx),
+        _ops_router(service, signer, metrics),
+    ]
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(
         RequestGate,
         guard=guard,
         metrics=metrics,
         max_body_bytes=settings.server.max_body_bytes,
         grant_path=ingest.GRANT_PATH,
-        routes=app.router.routes,
+        # The routers' own routes carry their path templates (included routers are wrapped).
+        routes=[route for router in routers for route in router.routes],
     )
     _install_error_handlers(app)
+    return app
 
-    @app.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness")
+
+def _ops_router(service: KeyServiceApi, signer: UrlSigner, metrics: Metrics) -> APIRouter:
+    api = APIRouter(tags=["ops"])
+
+    @api.get("/healthz", response_model=Health, summary="Liveness")
     def healthz() -> Health:
         return Health(status="ok")
 
-    @app.get(
-        "/readyz",
-        response_model=Health,
-        responses=documented(503),
-        tags=["ops"],
-        summary="Store and signer ready",
-    )
+    @api.get("/readyz", response_model=Health, responses=documented(503), summary="Store and signer ready")
     def readyz() -> Health:
         service.check_ready()
         signer.check_ready()
         return Health(status="ready")
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"], summary="Prometheus metrics")
+    @api.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type=metrics_module.CONTENT_TYPE)
 
-    return app
+    return api
 
 
 def _install_error_handlers(app: FastAPI) -> None:
