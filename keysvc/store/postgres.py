@@ -79,6 +79,7 @@ PING_TIMEOUT_SECONDS = 2.0
 # after an outage takes seconds, not the minutes the backoff would otherwise grow to.
 RECONNECT_SECONDS = 5.0
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+LOCK_TIMEOUT = "30s"
 AUDIT_FETCH_ROWS = 1000
 
 P = ParamSpec("P")
@@ -342,8 +343,10 @@ class PostgresTransaction(PostgresReader):
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    # A replica that hangs inside a transaction must not hold the chain lock for ever.
+    # A replica that hangs inside a transaction must not hold the chain lock for ever, and a request
+    # stuck behind one gives up (503) rather than waiting with it.
     conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'")
+    conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
 
 
 class PostgresStore:

@@ -8,9 +8,11 @@ in the middle of a burst.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,7 +25,7 @@ import httpx
 import psycopg
 import pytest
 
-from keysvc.store.postgres import split_dsn
+from keysvc.store.postgres import describe, split_dsn
 from tests import servers
 
 pytestmark = pytest.mark.integration
@@ -101,6 +103,33 @@ def check_database_invariants(dsn: str) -> None:
 def audit_verify(group: servers.KeysvcReplicas) -> subprocess.CompletedProcess[str]:
     """Run the real ``keysvc audit verify`` against the shared database."""
     return servers.run_cli(["keysvc", "audit", "verify"], env=group.env(), check=False)
+
+
+def test_db_migrate_from_several_processes_at_once(postgres: servers.Server, tmp_path: Path) -> None:
+    """Four concurrent `keysvc db migrate` runs succeed, apply version 1 once and never print the password."""
+    name = f"migrate_{uuid.uuid4().hex[:12]}"
+    servers.wait_for_postgres(postgres)
+    dsn = servers.create_database(postgres, name)
+    # The test server trusts every local connection, so a password in the URL is accepted and ignored.
+    with_password = dsn.replace("test@", "test:s3cret-pw@") + "?pool_timeout=30"
+    env = {**os.environ, "KEYSVC_DATABASE": with_password}
+    argv = [str(Path(sys.executable).parent / "keysvc"), "db", "migrate", "--output", "json"]
+    try:
+        runs = [
+            subprocess.Popen(
+                argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
+        outputs = [run.communicate(timeout=60) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0, 0], outputs
+        for stdout, stderr in outputs:
+            assert json.loads(stdout) == {"database": describe(dsn), "schema_version": 1}
+            assert "s3cret-pw" not in stdout + stderr
+        assert query(dsn, "SELECT version FROM schema_version") == [(1,)]
+        assert len(query(dsn, "SELECT 1 FROM pg_tables WHERE tablename = 'audit_records'")) == 1
+    finally:
+        servers.drop_database(postgres, name)
 
 
 def test_two_replicas_keep_one_live_key_one_chain_and_revocations(replicas: servers.KeysvcReplicas) -> None:
