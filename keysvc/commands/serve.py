@@ -49,6 +49,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
     from keysvc.credentials import CredentialFile  # noqa: PLC0415
+    from keysvc.errors import SigningError  # noqa: PLC0415
     from keysvc.http import create_app  # noqa: PLC0415
     from keysvc.ratelimit import FailureLimiter  # noqa: PLC0415
     from keysvc.runtime import open_service  # noqa: PLC0415
@@ -64,6 +65,10 @@ def run_serve(args: argparse.Namespace) -> int:
     sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop)
     try:
         signer = GcsUrlSigner(settings.gcs.service_account_file, settings.gcs.endpoint)
+        try:
+            signer.check_ready()
+        except SigningError as exc:
+            log.warning("signer_not_ready", error=str(exc), hint="/readyz answers 503 until it loads")
         app = create_app(
             service,
             settings,
