@@ -13,6 +13,7 @@ from typing import Any
 from keysvc.commands.tables import emit, emit_json
 from keysvc.runtime import load_settings
 from keysvc.store import open_store
+from keysvc.store.postgres_url import describe
 
 
 def register(subparsers: Any) -> None:
@@ -31,10 +32,7 @@ def register(subparsers: Any) -> None:
 
 def describe_database(database: str) -> str:
     """Name the database without any password or connection parameters."""
-    scheme = database.split("://", 1)[0]
-    if scheme in {"postgresql", "postgres"}:
-        from keysvc.store.postgres import describe  # noqa: PLC0415 - psycopg only when it is used
-
+    if database.split("://", 1)[0] in {"postgresql", "postgres"}:
         return describe(database)
     return database
 

@@ -38,19 +38,18 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from keysvc.auditchain import ChainHead
-from keysvc.errors import ConfigError, Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
+from keysvc.errors import Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
 from keysvc.models import AuditRecord, KeyRecord, KeyState
 from keysvc.store.interface import AuditFilter, KeyFilter, Migration
 from keysvc.store.migrations.postgres import MIGRATIONS
+from keysvc.store.postgres_url import describe, split_dsn
 from keysvc.store.rows import (
     AUDIT_COLUMNS,
     HEAD_COLUMNS,
@@ -84,55 +83,6 @@ AUDIT_FETCH_ROWS = 1000
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """Connection pool bounds, read from the DSN's ``pool_*`` query parameters."""
-
-    min_size: int = 1
-    max_size: int = 10
-    timeout: float = 5.0
-    connect_timeout: int = 5
-
-
-def split_dsn(database: str) -> tuple[str, PoolSettings]:
-    """Separate keysvc's ``pool_*`` parameters from a PostgreSQL URL; return the libpq URL and them."""
-    parts = urlsplit(database)
-    if parts.scheme not in {"postgresql", "postgres"}:
-        raise ConfigError("a PostgreSQL database URL starts with postgresql://")
-    kept: list[tuple[str, str]] = []
-    values: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in {"pool_min_size", "pool_max_size", "pool_timeout"}:
-            values[name] = value
-        else:
-            kept.append((name, value))
-    defaults = PoolSettings()
-    try:
-        min_size = int(values.get("pool_min_size", defaults.min_size))
-        max_size = int(values.get("pool_max_size", defaults.max_size))
-        timeout = float(values.get("pool_timeout", defaults.timeout))
-    except ValueError as exc:
-        raise ConfigError("pool_min_size and pool_max_size must be integers, pool_timeout seconds") from exc
-    if not 1 <= min_size <= max_size <= 1000:
-        raise ConfigError("the pool needs 1 <= pool_min_size <= pool_max_size <= 1000")
-    if not 0 < timeout <= 600:
-        raise ConfigError("pool_timeout must be between 0 and 600 seconds")
-    connect_timeout = defaults.connect_timeout
-    if any(name == "connect_timeout" for name, _ in kept):
-        connect_timeout = 0  # the DSN's own value wins
-    url = urlunsplit(parts._replace(query=urlencode(kept)))
-    return url, PoolSettings(min_size, max_size, timeout, connect_timeout)
-
-
-def describe(database: str) -> str:
-    """Return a PostgreSQL URL without its password or parameters, safe for logs and messages."""
-    parts = urlsplit(database)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}@" if parts.username else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
 def translate(exc: psycopg.Error) -> KeysvcError:
@@ -373,18 +323,7 @@ class PostgresStore:
         # Opening does not wait for the database: the first unit of work does, up to pool_timeout.
         self._pool.open(wait=False)
 
-    @contextlib.contextmanager
-    def _connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            conn = self._pool.getconn(timeout)
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-        try:
-            yield conn
-        finally:
-            self._pool.putconn(conn)
-
-    def _begin(self, begin: str) -> psycopg.Connection[Any]:
+    def _begin(self, begin: str, timeout: float) -> psycopg.Connection[Any]:
         """Check out a connection and open a transaction on it.
 
         A pooled connection may have died while idle (the database restarted). Nothing has happened
@@ -392,7 +331,7 @@ class PostgresStore:
         the first request after an outage does not fail, and no round trip is spent checking
         connections that are fine.
         """
-        deadline = time.monotonic() + self.pool_settings.timeout
+        deadline = time.monotonic() + timeout
         for _ in range(self.pool_settings.max_size + 1):
             try:
                 conn = self._pool.getconn(max(deadline - time.monotonic(), 0.001))
@@ -412,8 +351,8 @@ class PostgresStore:
         raise StoreUnavailable("postgresql: every pooled connection was broken")
 
     @contextlib.contextmanager
-    def _unit(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
-        conn = self._begin(begin)
+    def _unit(self, begin: str, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._begin(begin, self.pool_settings.timeout if timeout is None else timeout)
         try:
             try:
                 yield conn
@@ -498,10 +437,12 @@ class PostgresStore:
     def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the schema can be read within a couple of seconds."""
         try:
-            with self._connection(min(self.pool_settings.timeout, PING_TIMEOUT_SECONDS)) as conn:
+            with self._unit("BEGIN READ ONLY", min(self.pool_settings.timeout, PING_TIMEOUT_SECONDS)) as conn:
                 conn.execute("SELECT 1 FROM schema_version LIMIT 1").fetchall()
         except psycopg.Error as exc:
             raise StoreUnavailable(str(translate(exc))) from exc
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def pool_stats(self) -> dict[str, int]:
         """psycopg_pool's counters (``pool_size``, ``pool_available``, ``requests_waiting``, ...)."""

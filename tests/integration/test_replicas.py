@@ -25,7 +25,7 @@ import httpx
 import psycopg
 import pytest
 
-from keysvc.store.postgres import describe, split_dsn
+from keysvc.store.postgres_url import describe, split_dsn
 from tests import servers
 
 pytestmark = pytest.mark.integration

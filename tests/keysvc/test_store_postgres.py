@@ -21,7 +21,8 @@ from keysvc.errors import ConfigError, Conflict, MigrationError, Refused, StoreU
 from keysvc.models import AddNode, EventType, KeyRecord, KeyState, Scope
 from keysvc.service import KeyService
 from keysvc.store import KeyFilter, open_store
-from keysvc.store.postgres import PostgresStore, describe, node_lock_key, split_dsn
+from keysvc.store.postgres import PostgresStore, node_lock_key
+from keysvc.store.postgres_url import describe, split_dsn
 from tests import servers
 
 T0 = 1_800_000_000.0
@@ -291,6 +292,7 @@ def test_first_transaction_after_a_restart_succeeds() -> None:
             servers.wait_until(lambda: store.pool_stats()["pool_available"] == 3, what="3 idle connections")
             servers.stop_postgres(server)
             servers.restart_postgres(server)
+            store.ping()
             with store.transaction() as tx:
                 assert tx.find_keys(KeyFilter()) == []
             with store.transaction() as tx:
