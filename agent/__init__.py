@@ -4,7 +4,8 @@ The public surface is the command line (:mod:`agent.cli`). Modules, by what they
 :mod:`agent.config` (settings), :mod:`agent.keyfile` (the key file), :mod:`agent.sources` (files,
 globs, journald), :mod:`agent.chunking` (pure chunk arithmetic), :mod:`agent.redaction` (pure
 masking), :mod:`agent.checkpoint` (durable state), :mod:`agent.uploader` (keysvc grants, PUT,
-retries), :mod:`agent.runner` (the main loop). It never imports google-cloud-storage or boto3.
+retries), :mod:`agent.delivery` (intents to objects), :mod:`agent.runner` (the main loop).
+It never imports google-cloud-storage or boto3.
 """
 
 __all__: list[str] = []

@@ -42,21 +42,28 @@ class KeyRedactor:
 REDACTOR = KeyRedactor()
 
 
+def processors() -> list[Any]:
+    """The processor chain: level, UTC timestamp, exception text, key redaction, JSON last."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        REDACTOR,
+        structlog.processors.JSONRenderer(sort_keys=True),
+    ]
+
+
 def configure(level: str = "info") -> None:
     """Send structured JSON logs to stderr."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            REDACTOR,
-            structlog.processors.JSONRenderer(sort_keys=True),
-        ],
+        processors=processors(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Not cached: the agent logs a few lines a second at most, and an uncached module logger
+        # always writes to the stream configured last (tests reconfigure it).
+        cache_logger_on_first_use=False,
     )

@@ -21,19 +21,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from agent import chunking, keyfile, redaction
-from agent.checkpoint import Intent, Position, StagedChunk, StateStore
+from agent.checkpoint import Intent, StagedChunk, StateStore
 from agent.config import AgentConfig
-from agent.errors import KeyExpired, KeyRefused, StateCorrupt, TransportError
+from agent.delivery import Delivery
+from agent.errors import KeyExpired, KeyRefused, TransportError
 from agent.keyfile import NodeKey
 from agent.sources import FileTail, JournalSpool, expand, fingerprint_of, is_glob, own_output_identities
-from agent.uploader import RETRYABLE, Grant, GrantAnswer, KeysvcClient, Requester, put_chunk, retrying
+from agent.uploader import RETRYABLE, GrantAnswer, KeysvcClient, Requester
 
 log = structlog.get_logger()
 
@@ -86,16 +86,21 @@ class Agent:
         self.own_key = key.secret.encode("ascii")
         self.expires_at = float("inf")
         self.last_contact = float("-inf")
-        self.grants: dict[str, Grant] = {}
         self.tails: dict[str, FileTail] = {}
         self.spools: dict[str, JournalSpool] = {}
         self.skip = own_output_identities()
         self.hard_deadline = float("inf")
-        self.chunks_delivered = 0
-        #: Intents staged by this run whose delivery has not finished (at most one per source).
-        self.undelivered: dict[str, Intent] = {}
-        self._counter_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=config.put_concurrency, thread_name_prefix="put")
+        self.delivery = Delivery(
+            store,
+            self.client,
+            transport,
+            monotonic=monotonic,
+            sleep=self._sleep,
+            should_stop=self._should_stop,
+            on_answer=self._learn,
+            max_wait=config.retry_max_wait,
+            concurrency=config.put_concurrency,
+        )
 
     # time and stopping ----------------------------------------------------------------------
     def _learn(self, answer: GrantAnswer) -> None:
@@ -130,92 +135,7 @@ class Agent:
                     log.warning("probe_failed", error=type(exc).__name__, detail=str(exc))
             self.signals.refused.wait(self.config.probe_seconds / 2)
 
-    # delivery -------------------------------------------------------------------------------
-    def _grant(self, names: list[str]) -> None:
-        def attempt() -> None:
-            answer = self.client.grant(names)
-            self._learn(answer)
-            self.grants.update(answer.grants)
-
-        retryer = retrying(
-            sleep=self._sleep, should_stop=self._should_stop, max_wait=self.config.retry_max_wait
-        )
-        retryer(attempt)
-
-    def _put(self, chunk: StagedChunk) -> None:
-        body = self.store.read_staged(chunk)
-
-        def attempt() -> str:
-            grant = self.grants.get(chunk.suffix)
-            if grant is None or grant.deadline - self.monotonic() < 10.0:
-                answer = self.client.grant([chunk.suffix])
-                self._learn(answer)
-                self.grants.update(answer.grants)
-                grant = self.grants[chunk.suffix]
-            try:
-                return put_chunk(self.transport, grant, body)
-            except RETRYABLE:
-                self.grants.pop(chunk.suffix, None)
-                raise
-
-        retryer = retrying(
-            sleep=self._sleep, should_stop=self._should_stop, max_wait=self.config.retry_max_wait
-        )
-        outcome = retryer(attempt)
-        self.grants.pop(chunk.suffix, None)
-        with self._counter_lock:
-            self.chunks_delivered += 1
-        log.debug("chunk_delivered", object=chunk.suffix, outcome=outcome)
-
-    def deliver(self, intent: Intent) -> None:
-        """Send an intent's chunks not yet acknowledged (in parallel), then advance the position.
-
-        The position moves to the end of the longest acknowledged prefix, and only after every PUT of
-        the batch has finished; a crash in between re-sends the whole intent, and the bucket answers
-        412 ("already there") for the chunks it has.
-        """
-        position = self.store.load_position(intent.source_id)
-        todo = list(intent.chunks)
-        if position is not None and position.generation > intent.generation:
-            todo = []
-        elif position is not None and position.generation == intent.generation:
-            todo = [chunk for chunk in todo if chunk.end > position.offset]
-            if todo and todo[0].start != position.offset:
-                raise StateCorrupt(
-                    f"intent {self.store.intents / (intent.source_id + '.json')} does not start at the "
-                    f"acknowledged offset {position.offset}"
-                )
-        elif todo and todo[0].start != 0:
-            raise StateCorrupt(
-                f"intent {self.store.intents / (intent.source_id + '.json')} has no base position"
-            )
-        if todo:
-            self._grant([chunk.suffix for chunk in todo if chunk.suffix not in self.grants])
-        futures = [self._pool.submit(self._put, chunk) for chunk in todo]
-        wait(futures)
-        delivered = None
-        for chunk, future in zip(todo, futures, strict=True):
-            if future.exception() is not None:
-                break
-            delivered = chunk
-        if delivered is not None:
-            self.store.save_position(
-                Position(
-                    source_id=intent.source_id,
-                    path=intent.path,
-                    generation=intent.generation,
-                    offset=delivered.end,
-                    dev=intent.dev,
-                    ino=intent.ino,
-                    fp_start=delivered.fp_start,
-                    fingerprint=delivered.fingerprint,
-                )
-            )
-        for future in futures:
-            future.result()  # re-raise the first failure, after the acknowledged prefix is saved
-        self.store.drop_intent(intent)
-        self.undelivered.pop(intent.source_id, None)
-
+    # staging --------------------------------------------------------------------------------
     def _stage(self, tail: FileTail, final: bool) -> Intent | None:
         current = tail.current
         if current is None:
@@ -266,7 +186,7 @@ class Agent:
             chunks=tuple(chunks),
         )
         self.store.save_intent(intent)
-        self.undelivered[intent.source_id] = intent
+        self.delivery.undelivered[intent.source_id] = intent
         tail.shipped(start, (chunks[-1].fp_start, chunks[-1].fingerprint))
         return intent
 
@@ -277,10 +197,10 @@ class Agent:
         before anything new is staged: a source never has two intents, and nothing is skipped.
         """
         while True:
-            intent = self.undelivered.get(tail.source_id) or self._stage(tail, final)
+            intent = self.delivery.undelivered.get(tail.source_id) or self._stage(tail, final)
             if intent is None:
                 break
-            self.deliver(intent)
+            self.delivery.deliver(intent)
             if len(intent.chunks) < self.config.chunks_per_batch and not final:
                 break
         if tail.drained(self.monotonic()):
@@ -367,7 +287,7 @@ class Agent:
             raise
         finally:
             self.signals.refused.set()  # ends the probe thread
-            self._pool.shutdown(wait=True)
+            self.delivery.close()
             for tail in self.tails.values():
                 tail.close()
 
@@ -383,7 +303,7 @@ class Agent:
         """Learn the key's life from keysvc, retrying while it is unreachable; False if told to stop."""
         while True:
             try:
-                self._grant([])
+                self.delivery.grant([])
             except RETRYABLE as exc:
                 self._gave_up(exc, "session")
                 if self.signals.terminate_at is not None:
@@ -415,7 +335,7 @@ class Agent:
         try:
             for intent in self.store.all_intents():
                 log.info("resending_intent", source=intent.source_id, chunks=len(intent.chunks))
-                self.deliver(intent)
+                self.delivery.deliver(intent)
         except RETRYABLE as exc:
             self._gave_up(exc, "resend")
             return self._stop_now()
@@ -437,7 +357,7 @@ class Agent:
             except RETRYABLE as exc:
                 self._gave_up(exc, "pump")
                 continue
-            if first and self.chunks_delivered:
+            if first and self.delivery.chunks_delivered:
                 log.info("first_upload", seconds=round(self.monotonic() - started, 3))
                 first = False
             self._sleep(self.config.poll_seconds)

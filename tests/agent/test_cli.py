@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from agent import cli, keyfile
 from agent.errors import (
@@ -18,6 +20,13 @@ from agent.errors import (
     StateCorrupt,
 )
 from keysvc import keyformat
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """cli.main configures structlog for the process; put the defaults back after each test."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
