@@ -391,8 +391,11 @@ class KeysvcReplicas:
                 process.wait()
 
 
-def keysvc_replicas(database: str, workdir: Path) -> KeysvcReplicas:
-    """Write one keysvc config (region ``eu``, service account, two credentials) for replicas."""
+def keysvc_replicas(database: str, workdir: Path, **options: Any) -> KeysvcReplicas:
+    """Write one keysvc config (region ``eu``, service account, two credentials) for replicas.
+
+    ``options`` go to :func:`keysvc.demo.write_local_setup` (``key_ttl_seconds``, ``sweep_interval_seconds``).
+    """
     from keysvc import demo  # noqa: PLC0415 - keysvc is only needed by these tests
 
     setup = demo.write_local_setup(
@@ -401,5 +404,6 @@ def keysvc_replicas(database: str, workdir: Path) -> KeysvcReplicas:
         gcs_endpoint="http://127.0.0.1:4443",
         regions={"eu": "nodelogs-eu"},
         now=time.time(),
+        **options,
     )
     return KeysvcReplicas(database, setup, workdir)

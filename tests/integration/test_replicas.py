@@ -253,6 +253,43 @@ def test_kill_9_of_one_replica_mid_burst_loses_nothing(replicas: servers.KeysvcR
     assert verified.returncode == 0, verified.stderr
 
 
+def test_sweepers_on_two_replicas_expire_each_key_once(postgres: servers.Server, tmp_path: Path) -> None:
+    """Two replicas sweeping every 0.1 s expire 2-second keys exactly once each, with one record each."""
+    name = f"sweep_{uuid.uuid4().hex[:12]}"
+    servers.wait_for_postgres(postgres)
+    group = servers.keysvc_replicas(
+        servers.create_database(postgres, name), tmp_path, key_ttl_seconds=2, sweep_interval_seconds=0.1
+    )
+    try:
+        group.start()
+        group.start()
+        with httpx.Client(timeout=30) as client:
+            for i in range(20):
+                url = group.urls[i % 2]
+                assert (
+                    add_node(client, url, group.setup.provisioner_token, f"node-{i}", f"op-{i}").status_code
+                    == 201
+                )
+        servers.wait_until(
+            lambda: query(group.database, "SELECT count(*) FROM keys WHERE state = 'live'") == [(0,)],
+            timeout=30,
+            what="the sweepers to expire every key",
+        )
+        time.sleep(0.5)  # a few more sweeps on both replicas
+        expired = query(
+            group.database, "SELECT key_id, count(*) FROM audit_records WHERE event = 'expired' GROUP BY 1"
+        )
+        assert len(expired) == 20
+        assert {count for _, count in expired} == {1}
+        assert query(group.database, "SELECT count(*) FROM keys WHERE key_hash IS NOT NULL") == [(0,)]
+        check_database_invariants(group.database)
+        verified = audit_verify(group)
+        assert verified.returncode == 0, verified.stderr
+    finally:
+        group.close()
+        servers.drop_database(postgres, name)
+
+
 def test_losing_the_database_answers_503_and_recovers(tmp_path: Path) -> None:
     """With PostgreSQL stopped, /readyz and AddNode answer 503; once it is back, both work again unaided."""
     server = servers.start_postgres()
