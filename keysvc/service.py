@@ -330,14 +330,24 @@ class KeyService:
         node: str | None = None,
         instance: str | None = None,
     ) -> list[str]:
-        """Revoke by exactly one selector; idempotent. Returns the ids this call revoked."""
-        selectors = {
-            k: v
-            for k, v in (("key_id", key_id), ("cluster", cluster), ("node", node), ("instance", instance))
-            if v is not None
-        }
+        """Revoke by exactly one selector; idempotent. Returns the ids this call revoked.
+
+        The selectors are a key id, an instance, a cluster, a node (in every cluster), or a node of one
+        cluster (``cluster`` and ``node`` together).
+        """
+        selectors = [
+            name
+            for name, value in (
+                ("key_id", key_id),
+                ("cluster/node", cluster if cluster is not None else node),
+                ("instance", instance),
+            )
+            if value is not None
+        ]
         if len(selectors) != 1:
-            raise InvalidInput("revoke needs exactly one of key_id, cluster, node, instance")
+            raise InvalidInput(
+                "revoke needs exactly one of key_id, cluster (optionally with node), node, instance"
+            )
         reason = _text("reason", reason)
         actor = _text("actor", actor)
         now = self._clock.now()

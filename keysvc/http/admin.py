@@ -158,8 +158,5 @@ def router(ctx: Context) -> APIRouter:
 
 
 def revoke_node(ctx: Context, *, reason: str, actor: str, cluster: str, node: str) -> list[str]:
-    """Revoke every live key of one node of one cluster (the service revokes by one selector at a time)."""
-    revoked: list[str] = []
-    for rec in ctx.service.list_keys(cluster=cluster, node=node, state=KeyState.LIVE):
-        revoked += ctx.service.revoke(reason=reason, actor=actor, key_id=rec.key_id)
-    return revoked
+    """Revoke every live key of one node of one cluster, in one transaction."""
+    return ctx.service.revoke(reason=reason, actor=actor, cluster=cluster, node=node)

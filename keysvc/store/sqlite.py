@@ -227,6 +227,10 @@ class SqliteStore:
         self._migrations = migrations
         self._local = threading.local()
         self._lock = threading.Lock()
+        # Serializes this process's writers before SQLite sees them: BEGIN IMMEDIATE contention inside
+        # one process otherwise lands in SQLite's busy handler, which sleeps in millisecond steps.
+        # Other processes are still kept out by BEGIN IMMEDIATE and busy_timeout.
+        self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._create_file()
 
@@ -282,7 +286,7 @@ class SqliteStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqliteTransaction]:
         """A ``BEGIN IMMEDIATE`` write transaction: commits on normal exit, rolls back on error."""
-        with self._unit("BEGIN IMMEDIATE") as conn:
+        with self._write_lock, self._unit("BEGIN IMMEDIATE") as conn:
             yield SqliteTransaction(conn)
 
     @contextlib.contextmanager
@@ -312,7 +316,7 @@ class SqliteStore:
     def migrate(self) -> int:
         """Apply every migration newer than the database, each in its own transaction."""
         known = max((m.version for m in self._migrations), default=0)
-        with self._unit("BEGIN IMMEDIATE") as conn:
+        with self._write_lock, self._unit("BEGIN IMMEDIATE") as conn:
             try:
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version "

@@ -279,6 +279,14 @@ def test_revoke_by_each_selector(service: KeyService) -> None:
     assert all(k.key_hash is None and k.state is KeyState.REVOKED for k in service.list_keys())
 
 
+def test_revoke_node_of_one_cluster(service: KeyService) -> None:
+    """Cluster and node together revoke that node's key in that cluster only, not its namesake elsewhere."""
+    prod = service.add_node(add(cluster="prod", node="n", op="1", instance="i-00000000000000001"), actor="p")
+    dev = service.add_node(add(cluster="dev", node="n", op="2", instance="i-00000000000000002"), actor="p")
+    assert service.revoke(cluster="prod", node="n", reason="r", actor="op") == [prod.record.key_id]
+    assert service.get_key(dev.record.key_id).state is KeyState.LIVE
+
+
 def test_revoke_is_idempotent(service: KeyService) -> None:
     """Revoking again revokes nothing and writes no second record."""
     issued = service.add_node(add(), actor="p")
@@ -293,7 +301,9 @@ def test_revoke_needs_exactly_one_selector(service: KeyService) -> None:
     with pytest.raises(InvalidInput):
         service.revoke(reason="r", actor="op")
     with pytest.raises(InvalidInput):
-        service.revoke(cluster="prod", node="n", reason="r", actor="op")
+        service.revoke(cluster="prod", instance="i-00000000000000001", reason="r", actor="op")
+    with pytest.raises(InvalidInput):
+        service.revoke(key_id="aaaaaaaaaaaaaaaa", node="n", reason="r", actor="op")
     with pytest.raises(NotFound):
         service.revoke(key_id="aaaaaaaaaaaaaaaa", reason="r", actor="op")
     with pytest.raises(InvalidInput):
