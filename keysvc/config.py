@@ -151,8 +151,10 @@ class Settings:
             raise ConfigError(f"{origin}: [regions] must be a table of tables")
         defaults = cls()
         regions = (
-            {name: _section(RegionConfig, {"name": name, **table}, f"regions.{name}", origin)
-             for name, table in regions_raw.items()}
+            {
+                name: _section(RegionConfig, {"name": name, **table}, f"regions.{name}", origin)
+                for name, table in regions_raw.items()
+            }
             if regions_raw
             else defaults.regions
         )
@@ -241,8 +243,13 @@ def _section(kind: type[Any], table: object, name: str, origin: str) -> Any:
             continue
         kind_name = str(expected)
         wanted: tuple[type, ...] = (
-            (bool,) if kind_name == "bool" else (int,) if kind_name == "int"
-            else (int, float) if kind_name == "float" else (str,)
+            (bool,)
+            if kind_name == "bool"
+            else (int,)
+            if kind_name == "int"
+            else (int, float)
+            if kind_name == "float"
+            else (str,)
         )
         if not isinstance(value, wanted) or (kind_name in {"int", "float"} and isinstance(value, bool)):
             raise ConfigError(f"{origin}: [{name}].{key} must be of type {kind_name}")

@@ -54,7 +54,7 @@ def port_open(port: int) -> bool:
 def http_ok(url: str) -> bool:
     """Return True when ``url`` answers with a 2xx status."""
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback test URL
+        with urllib.request.urlopen(url, timeout=1) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError):
         return False
@@ -99,8 +99,19 @@ def start_fake_gcs(port: int | None = None) -> Server:
     """Start fake-gcs-server (in-memory backend) with -public-host set, as XML-API PUTs need."""
     port = port or free_port()
     argv = [
-        str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-        "-public-host", f"127.0.0.1:{port}", "-backend", "memory", "-log-level", "error",
+        str(fake_gcs_binary()),
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-public-host",
+        f"127.0.0.1:{port}",
+        "-backend",
+        "memory",
+        "-log-level",
+        "error",
     ]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -129,17 +140,19 @@ def start_postgres(port: int | None = None) -> Server:
     as_pg: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run(
         [*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-U", "test", "--auth=trust", "--no-sync"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     options = f"-k {workdir} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c max_connections=200"
     process = subprocess.Popen(
         [*as_pg, str(PG_BIN / "postgres"), "-D", str(data), *options.split()],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_until(lambda: port_open(port), what="postgres")
     dsn = f"postgresql://test@127.0.0.1:{port}/postgres"
-    server = Server("postgres", dsn, port, process, workdir=workdir)
-    return server
+    return Server("postgres", dsn, port, process, workdir=workdir)
 
 
 def create_database(server: Server, name: str) -> str:
@@ -168,8 +181,9 @@ def start_tinyproxy(port: int | None = None) -> Server:
         ["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_until(lambda: port_open(port), what="tinyproxy")
-    return Server("tinyproxy", f"http://127.0.0.1:{port}", port, process, workdir=workdir,
-                  extra={"log": str(log)})
+    return Server(
+        "tinyproxy", f"http://127.0.0.1:{port}", port, process, workdir=workdir, extra={"log": str(log)}
+    )
 
 
 @contextlib.contextmanager
@@ -182,12 +196,18 @@ def running(starter: Callable[..., Server], *args: object) -> Iterator[Server]:
         server.close()
 
 
-def run_cli(argv: Sequence[str], env: dict[str, str] | None = None, check: bool = True,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    argv: Sequence[str], env: dict[str, str] | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run a console script of this project (``keysvc`` or ``nodelogs-agent``) as a real process."""
     binary = Path(sys.executable).parent / argv[0]
     result = subprocess.run(
-        [str(binary), *argv[1:]], capture_output=True, text=True, env=env, timeout=timeout, check=False,
+        [str(binary), *argv[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr}")
@@ -212,8 +232,9 @@ def start_tinyproxy_open(basic_auth: tuple[str, str] | None = None) -> Server:
         ["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_until(lambda: port_open(port), what="tinyproxy")
-    return Server("tinyproxy", f"http://127.0.0.1:{port}", port, process, workdir=workdir,
-                  extra={"log": str(log)})
+    return Server(
+        "tinyproxy", f"http://127.0.0.1:{port}", port, process, workdir=workdir, extra={"log": str(log)}
+    )
 
 
 def loopback_hostname() -> str:
@@ -231,7 +252,6 @@ def loopback_hostname() -> str:
     with Path("/etc/hosts").open("a", encoding="ascii") as hosts:
         hosts.write("127.0.0.1 bucket.nodelogs.test\n")
     return "bucket.nodelogs.test"
-
 
 
 # -- keysvc serve (HTTP helper) ---------------------------------------------------------------------
@@ -311,7 +331,8 @@ def drop_database(server: Server, name: str) -> None:
     psql = shutil.which("psql") or "psql"
     subprocess.run(
         [psql, server.url, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-        check=True, stdout=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -321,7 +342,9 @@ def stop_postgres(server: Server) -> None:
     as_pg: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run(
         [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(server.workdir / "data"), "-m", "fast", "-w", "stop"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     server.process.wait(timeout=30)
     wait_until(lambda: not port_open(server.port), what="postgres to stop")
@@ -335,7 +358,8 @@ def restart_postgres(server: Server) -> None:
     options += " -c max_connections=200"
     server.process = subprocess.Popen(
         [*as_pg, str(PG_BIN / "postgres"), "-D", str(server.workdir / "data"), *options.split()],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_until(lambda: port_open(server.port), what="postgres to restart")
     wait_for_postgres(server)
