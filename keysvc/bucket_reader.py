@@ -20,15 +20,11 @@ from google.auth.exceptions import GoogleAuthError
 from google.cloud import storage
 
 from keysvc.config import RegionConfig, Settings
-from keysvc.errors import InvalidObjectName, KeysvcError
+from keysvc.errors import BucketReadError, InvalidObjectName
 from keysvc.objectnames import ChunkName, node_prefix, parse_suffix
 
 EMULATOR_PROJECT = "nodelogs-local"
 _LIBRARY_ERRORS = (GoogleAPIError, GoogleAuthError, requests.RequestException, OSError)
-
-
-class BucketReadError(KeysvcError):
-    """The bucket could not be listed or an object could not be read."""
 
 
 @dataclass(frozen=True, slots=True)

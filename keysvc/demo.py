@@ -32,7 +32,7 @@ from typing import IO, Any, BinaryIO, ClassVar, TextIO
 
 from keysvc import emulator
 from keysvc.credentials import create_credential
-from keysvc.errors import KeysvcError
+from keysvc.errors import DemoError
 from keysvc.objectnames import chunk_suffix, stream_name
 from keysvc.private_files import write_private
 from keysvc.url_signing import new_service_account_file
@@ -46,10 +46,6 @@ SAMPLE_LOG = [
     "[bootstrap] kubelet: error: x509: certificate signed by unknown authority",
     "Cloud-init v. 22.4 finished at Sat, 28 Nov 2026 08:00:31 +0000. Up 34.50 seconds",
 ]
-
-
-class DemoError(KeysvcError):
-    """A step of the demo failed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keysvc.errors import ConfigError, KeysvcError
+from keysvc.errors import ConfigError, EmulatorError
 
 PROJECT = "nodelogs-local"
-
-
-class EmulatorError(KeysvcError):
-    """The local bucket emulator misbehaved or could not be reached (demo and tests only)."""
 
 
 def free_port() -> int:

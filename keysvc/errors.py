@@ -19,7 +19,10 @@ they enter, with ``raise ... from exc``. No message ever carries a secret.
     │   └── MigrationError        the schema cannot be brought up to date
     ├── AuditIntegrityError       the audit chain does not verify
     ├── SigningError              a URL or audit record could not be signed
-    └── EventError                a termination event could not be understood or acted on
+    ├── EventError                a termination event could not be understood or acted on
+    ├── BucketReadError           the bucket could not be listed or an object read (``keysvc logs``)
+    ├── EmulatorError             the local bucket emulator failed (demo and tests only)
+    └── DemoError                 a step of ``keysvc demo`` failed
 """
 
 from __future__ import annotations
@@ -91,3 +94,15 @@ class EventError(KeysvcError):
 
 class Conflict(KeysvcError):
     """The request contradicts existing state, such as an operation id reused with other parameters."""
+
+
+class BucketReadError(KeysvcError):
+    """The bucket could not be listed or an object could not be read."""
+
+
+class EmulatorError(KeysvcError):
+    """The local bucket emulator misbehaved or could not be reached (demo and tests only)."""
+
+
+class DemoError(KeysvcError):
+    """A step of the demo failed."""
