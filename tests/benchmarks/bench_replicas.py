@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -26,17 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from tests import servers
+from tests.benchmarks.bench_service import Connection, cpu_seconds
 
 SUFFIX = "var-log-cloud-init.log-0a1b2c3d/g000001/0000000000000000-0000000000000100.gz"
 INSTANCE = "i-0123456789abcdef0"
 
-Request = tuple[str, dict[str, Any], dict[str, str]]
-"""(path, JSON body, headers) of one POST."""
+Request = tuple[str, dict[str, Any], str]
+"""(path, JSON body, bearer token) of one POST."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,8 @@ class Phase:
     seconds: float
     latencies: list[float]
     client_cpu: float
+    replicas_cpu: float
+    database_cpu: float
 
     @property
     def rate(self) -> float:
@@ -61,55 +62,48 @@ class Phase:
         return statistics.quantiles(self.latencies, n=1000, method="inclusive")[round(q * 1000) - 1] * 1000
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection on raw asyncio streams.
-
-    httpx costs the client more CPU per request than keysvc spends answering it, and here the client
-    shares the machine's CPUs with the replicas; this sends a POST and reads a Content-Length body.
-    """
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> int:
-        """Send one POST with a JSON body and return the status, having read the whole answer."""
-        if self._streams is None:
-            self._streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self._streams
-        data = json.dumps(body).encode()
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Content-Type: application/json"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        lines.append(f"Content-Length: {len(data)}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (PostgreSQL's backends live under its postmaster)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            self.close()
-            raise
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await reader.readexactly(length)
-        if b"connection: close" in head.lower():
-            self.close()
-        return status
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
 
-    def close(self) -> None:
-        """Drop the connection; the next request opens a new one."""
-        if self._streams is not None:
-            self._streams[1].close()
-            self._streams = None
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes (gone ones count as 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
 
 
 async def drive(
-    urls: list[str], make: Callable[[int, int], Request], clients: int, seconds: float, expect: int
+    ports: list[int],
+    make: Callable[[int, int], Request],
+    *,
+    clients: int,
+    seconds: float,
+    expect: int,
+    watch: Watch,
 ) -> Phase:
-    """Run ``clients`` concurrent clients for ``seconds``; client ``w`` sends ``make(w, i)`` as request i."""
+    """Run ``clients`` concurrent clients for ``seconds``; client ``w`` sends ``make(w, i)`` as request i.
+
+    Client ``w`` holds one keep-alive connection to each replica (bench_service's raw asyncio
+    ``Connection``) and goes round robin over them.
+    """
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     deadline = 0.0
@@ -117,40 +111,57 @@ async def drive(
     async def worker(w: int) -> int:
         done = 0
         i = 0
-        connections = [Connection(url) for url in urls]
-        try:
-            while time.perf_counter() < deadline:
-                path, body, headers = make(w, i)
-                connection = connections[(w + i) % len(urls)]
-                i += 1
-                start = time.perf_counter()
-                try:
-                    status = await connection.post(path, body, headers)
-                except (OSError, asyncio.IncompleteReadError) as exc:
-                    errors[type(exc).__name__] += 1
-                    continue
-                if status == expect:
-                    latencies.append(time.perf_counter() - start)
-                    done += 1
-                else:
-                    errors[str(status)] += 1
-        finally:
-            for connection in connections:
-                connection.close()
+        connections = [Connection(port) for port in ports]
+        while time.perf_counter() < deadline:
+            path, body, token = make(w, i)
+            connection = connections[(w + i) % len(ports)]
+            i += 1
+            start = time.perf_counter()
+            try:
+                status, _ = await connection.post(path, body, token)
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                errors[type(exc).__name__] += 1
+                connection.streams = None
+                continue
+            if status == expect:
+                latencies.append(time.perf_counter() - start)
+                done += 1
+            else:
+                errors[str(status)] += 1
+        for connection in connections:
+            if connection.streams is not None:
+                connection.streams[1].close()
         return done
 
-    cpu = time.process_time()
+    replicas_pids, database_pids = watch.replicas(), watch.database()
+    before = (time.process_time(), cpu_of(replicas_pids), cpu_of(database_pids))
     start = time.perf_counter()
     deadline = start + seconds
     done = sum(await asyncio.gather(*(worker(w) for w in range(clients))))
     elapsed = time.perf_counter() - start
-    cpu = time.process_time() - cpu
-    return Phase(done, errors, elapsed, latencies, cpu / elapsed)
+    after = (time.process_time(), cpu_of(replicas_pids), cpu_of(database_pids))
+    cpu = [(b - a) / elapsed for a, b in zip(before, after, strict=True)]
+    return Phase(done, errors, elapsed, latencies, cpu[0], cpu[1], cpu[2])
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Which processes' CPU a phase reports: the replicas, and PostgreSQL with its backends."""
+
+    replica_pids: tuple[int, ...]
+    postgres_pid: int | None
+
+    def replicas(self) -> list[int]:
+        """The keysvc serve processes."""
+        return list(self.replica_pids)
+
+    def database(self) -> list[int]:
+        """The PostgreSQL server and its backends (none for SQLite, which runs inside the replica)."""
+        return descendants(self.postgres_pid) if self.postgres_pid is not None else []
 
 
 def add_node_request(token: str, tag: str) -> Callable[[int, int], Request]:
     """AddNode requests: every client adds its own nodes, each once."""
-    headers = {"Authorization": f"Bearer {token}"}
 
     def make(w: int, i: int) -> Request:
         body = {
@@ -161,7 +172,7 @@ def add_node_request(token: str, tag: str) -> Callable[[int, int], Request]:
             "operation_id": f"{tag}-{w}-{i}",
             "started_at": time.time(),
         }
-        return "/v1/nodes", body, headers
+        return "/v1/nodes", body, token
 
     return make
 
@@ -172,7 +183,7 @@ def grant_request(keys: list[tuple[str, str]]) -> Callable[[int, int], Request]:
     def make(w: int, _i: int) -> Request:
         node, key = keys[w % len(keys)]
         body = {"cluster": "bench", "node": node, "region": "eu", "objects": [{"name": SUFFIX}]}
-        return "/v1/ingest/grants", body, {"Authorization": f"Bearer {key}"}
+        return "/v1/ingest/grants", body, key
 
     return make
 
@@ -185,7 +196,10 @@ async def mint_keys(url: str, token: str, count: int) -> list[tuple[str, str]]:
         for first in range(0, count, 50):
             requests = [make(w, 0) for w in range(first, min(count, first + 50))]
             responses = await asyncio.gather(
-                *(client.post(url + path, json=body, headers=headers) for path, body, headers in requests)
+                *(
+                    client.post(url + path, json=body, headers={"Authorization": f"Bearer {token}"})
+                    for path, body, token in requests
+                )
             )
             for (_, body, _), response in zip(requests, responses, strict=True):
                 response.raise_for_status()
@@ -203,21 +217,45 @@ class Result:
     verified: str
 
 
-def run_scenario(name: str, database: str, replicas: int, args: argparse.Namespace, workdir: Path) -> Result:
+def run_scenario(
+    name: str,
+    database: str,
+    replicas: int,
+    args: argparse.Namespace,
+    *,
+    workdir: Path,
+    postgres_pid: int | None,
+) -> Result:
     """Start ``replicas`` processes on ``database``, measure AddNodes then grants, verify the chain."""
     group = servers.keysvc_replicas(database, workdir)
     try:
         for _ in range(replicas):
             group.start()
         token = group.setup.provisioner_token
-        warm = asyncio.run(drive(group.urls, add_node_request(token, "warm"), args.clients, 1.0, 201))
+        ports = [int(url.rsplit(":", 1)[1]) for url in group.urls]
+        watch = Watch(tuple(process.pid for process in group.processes), postgres_pid)
+        clients, seconds = args.clients, args.seconds
+        warm = asyncio.run(
+            drive(
+                ports, add_node_request(token, "warm"), clients=clients, seconds=1.0, expect=201, watch=watch
+            )
+        )
         if warm.ok == 0:
             raise SystemExit(f"{name}: no AddNode succeeded during warm-up: {dict(warm.errors)}")
         add_nodes = asyncio.run(
-            drive(group.urls, add_node_request(token, "add"), args.clients, args.seconds, 201)
+            drive(
+                ports,
+                add_node_request(token, "add"),
+                clients=clients,
+                seconds=seconds,
+                expect=201,
+                watch=watch,
+            )
         )
-        keys = asyncio.run(mint_keys(group.urls[0], token, args.clients))
-        grants = asyncio.run(drive(group.urls, grant_request(keys), args.clients, args.seconds, 200))
+        keys = asyncio.run(mint_keys(group.urls[0], token, clients))
+        grants = asyncio.run(
+            drive(ports, grant_request(keys), clients=clients, seconds=seconds, expect=200, watch=watch)
+        )
         verify = servers.run_cli(["keysvc", "audit", "verify"], env=group.env(), check=False, timeout=600)
         verified = "ok" if verify.returncode == 0 else f"FAILED ({verify.stderr.strip()[:200]})"
     finally:
@@ -229,18 +267,24 @@ def show(results: list[Result], clients: int) -> None:
     """Print the table and the ratios against the SQLite baseline and one PostgreSQL replica."""
     print(f"\n{clients} concurrent clients; rates count 2xx answers only; latency in ms")
     head = f"{'scenario':<22}{'AddNode/s':>10}{'p50':>8}{'p99':>8}{'grants/s':>10}{'p50':>8}{'p99':>8}"
-    print(head + f"{'errors':>10}{'client CPU':>12}  audit verify")
+    print(head + f"{'errors':>8}  audit verify")
     for r in results:
         errors = sum(r.add_nodes.errors.values()) + sum(r.grants.errors.values())
-        cpu = max(r.add_nodes.client_cpu, r.grants.client_cpu)
         print(
             f"{r.name:<22}{r.add_nodes.rate:>10.0f}{r.add_nodes.percentile(0.5):>8.1f}"
             f"{r.add_nodes.percentile(0.99):>8.1f}{r.grants.rate:>10.0f}{r.grants.percentile(0.5):>8.1f}"
-            f"{r.grants.percentile(0.99):>8.1f}{errors:>10}{cpu:>11.0%}  {r.verified}"
+            f"{r.grants.percentile(0.99):>8.1f}{errors:>8}  {r.verified}"
         )
         for phase, kind in ((r.add_nodes, "AddNode"), (r.grants, "grant")):
             if phase.errors:
                 print(f"  {kind} errors: {dict(phase.errors)}")
+    print("\nCPU in use during each phase, in cores (1.00 = one core busy all the time):")
+    print(f"{'scenario':<22}{'phase':>9}{'replicas':>10}{'postgres':>10}{'client':>8}")
+    for r in results:
+        for phase, kind in ((r.add_nodes, "AddNode"), (r.grants, "grant")):
+            print(
+                f"{r.name:<22}{kind:>9}{phase.replicas_cpu:>10.2f}{phase.database_cpu:>10.2f}{phase.client_cpu:>8.2f}"
+            )
     base = results[0]
     print(f"\nratios against the baseline ({base.name}):")
     for r in results[1:]:
@@ -276,7 +320,12 @@ def main() -> None:
             sqlite_dir.mkdir()
             results.append(
                 run_scenario(
-                    "SQLite, 1 replica", f"sqlite:///{sqlite_dir}/state/keysvc.db", 1, args, sqlite_dir
+                    "SQLite, 1 replica",
+                    f"sqlite:///{sqlite_dir}/state/keysvc.db",
+                    1,
+                    args,
+                    workdir=sqlite_dir,
+                    postgres_pid=None,
                 )
             )
             for replicas in (1, 2):
@@ -285,7 +334,11 @@ def main() -> None:
                 workdir = root / name
                 workdir.mkdir()
                 label = f"PostgreSQL, {replicas} replica{'s' if replicas > 1 else ''}"
-                results.append(run_scenario(label, dsn, replicas, args, workdir))
+                results.append(
+                    run_scenario(
+                        label, dsn, replicas, args, workdir=workdir, postgres_pid=postgres.process.pid
+                    )
+                )
                 print(f"  done: {label}", flush=True)
     finally:
         postgres.close()
