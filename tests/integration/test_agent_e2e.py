@@ -83,11 +83,11 @@ def test_rotation_truncation_late_files_and_kill9_reproduce_every_byte(
     truncated_2 = b"fresh after truncate\n"
     with truncated.open("ab") as handle:
         handle.write(truncated_2)
-    # A late file matching the glob, and a 3 MB line without a newline.
+    # A late file matching the glob, and a 10 MB line without a newline (NULs, invalid UTF-8 and all).
     late = logs / "pods" / "late.log"
     late_bytes = b"x"
     late.write_bytes(late_bytes)
-    big_bytes = os.urandom(3 * 1024 * 1024).replace(b"\n", b"_")
+    big_bytes = os.urandom(10 * 1024 * 1024).replace(b"\n", b"_")
     big.write_bytes(big_bytes)
     time.sleep(0.4)
     node.kill9()
