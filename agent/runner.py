@@ -3,8 +3,8 @@
 Delivery of a source's next chunks, step by step (each step durable before the next)::
 
     read block -> cut -> redact in context -> gzip -> stage (fsync) ... -> intent (atomic)
-      -> grant (one request for the batch) -> PUT each chunk -> position := chunk end (atomic)
-      -> drop intent
+      -> grant (one request for the batch) -> PUT the chunks (in parallel)
+      -> position := end of the acknowledged prefix (atomic) -> drop intent   (agent.delivery)
 
 A ``kill -9`` between any two steps is safe: staged files without an intent are deleted at start;
 an intent is re-sent as is (same names, same bytes; 412 = already there); a position never passes a
