@@ -237,20 +237,19 @@ class PostgresTransaction(PostgresReader):
 
     @_translated
     def record_use(self, key_id: str, *, at: float, source: str) -> tuple[int, bool]:
-        """Count one use; remember the source address the first time it is seen."""
+        """Count one use and remember a new source address, in one statement (one round trip)."""
         row = self._conn.execute(
-            "UPDATE keys SET uses = uses + 1, last_used_at = %s "
-            "WHERE key_id = %s AND state = 'live' RETURNING uses",
-            (at, key_id),
+            "WITH used AS (UPDATE keys SET uses = uses + 1, last_used_at = %(at)s "
+            "WHERE key_id = %(key_id)s AND state = 'live' RETURNING uses), "
+            "fresh AS (INSERT INTO key_sources (key_id, source, first_used_at) "
+            "SELECT %(key_id)s, %(source)s, %(at)s FROM used "
+            "ON CONFLICT (key_id, source) DO NOTHING RETURNING 1) "
+            "SELECT (SELECT uses FROM used), EXISTS (SELECT 1 FROM fresh)",
+            {"at": at, "key_id": key_id, "source": source},
         ).fetchone()
-        if row is None:
+        if row is None or row[0] is None:
             raise Conflict("the key stopped being live during the request")
-        cursor = self._conn.execute(
-            "INSERT INTO key_sources (key_id, source, first_used_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key_id, source) DO NOTHING",
-            (key_id, source, at),
-        )
-        return int(row[0]), cursor.rowcount == 1
+        return int(row[0]), bool(row[1])
 
     @_translated
     def expired_live_keys(self, now: float) -> list[KeyRecord]:
