@@ -349,7 +349,12 @@ class JournalSpool:
             spool.seek(self.state.spool_size)
             spool.truncate()
             try:
-                subprocess.run(argv, stdout=spool, stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+                done = subprocess.run(
+                    argv, stdout=spool, stderr=subprocess.PIPE, timeout=timeout, check=False
+                )
+                if done.returncode != 0:  # e.g. a cursor the journal no longer has (vacuumed)
+                    detail = done.stderr[-300:].decode("utf-8", "replace")
+                    log.warning("journalctl_failed", unit=self.unit, code=done.returncode, detail=detail)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 log.warning("journalctl_failed", unit=self.unit, error=str(exc))
                 spool.truncate(self.state.spool_size)
