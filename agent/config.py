@@ -81,8 +81,10 @@ class AgentConfig:
             raise ConfigError(f"endpoint must be an http(s) URL, got {self.endpoint!r}")
         if not self.sources:
             raise ConfigError("at least one source is required")
-        if not 4096 <= self.chunk_bytes <= 64 * 1024 * 1024:
-            raise ConfigError("chunk_bytes must be between 4096 and 67108864")
+        # Incompressible data gzips to slightly more than its size; keysvc signs a size bound into each
+        # URL (server.max_chunk_bytes, 8 MiB by default), so chunks stay well below it.
+        if not 4096 <= self.chunk_bytes <= 4 * 1024 * 1024:
+            raise ConfigError("chunk_bytes must be between 4096 and 4194304 (keysvc bounds object size)")
         if not 1 <= self.chunks_per_batch <= MAX_OBJECTS_PER_GRANT:
             raise ConfigError(f"chunks_per_batch must be between 1 and {MAX_OBJECTS_PER_GRANT}")
         if not 1 <= self.put_concurrency <= 16:
