@@ -203,7 +203,7 @@ class Agent:
             self.delivery.deliver(intent)
             if len(intent.chunks) < self.config.chunks_per_batch and not final:
                 break
-        if tail.drained(self.monotonic()):
+        if tail.drained(self.monotonic(), quiet_for=0.0 if final else self.config.chunk_seconds):
             self.pump(tail, final=final)
 
     # sources --------------------------------------------------------------------------------

@@ -259,10 +259,16 @@ class FileTail:
         if self.available() <= end:
             self.pending_since = None
 
-    def drained(self, now: float) -> bool:
-        """If a rotated file has been shipped to its end and has gone quiet, close it; return True then."""
+    def drained(self, now: float, quiet_for: float = 0.0) -> bool:
+        """If a rotated file is shipped to its end and quiet for ``quiet_for`` s, close it; return True then.
+
+        Waiting for quiet catches lines a writer still appends through its old handle just after a
+        rename, before it reopens the path.
+        """
         current = self.current
         if current is None or not current.draining or self.available() > self.offset:
+            return False
+        if now - self.last_growth < quiet_for:
             return False
         current.close()
         self.current = None

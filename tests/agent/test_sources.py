@@ -230,3 +230,19 @@ def test_agent_never_follows_its_own_unit() -> None:
     """journal:nodelogs-agent is refused with a reason."""
     assert JournalSpool.usable("nodelogs-agent") is not None
     assert JournalSpool.usable("nodelogs-agent.service") is not None
+
+
+def test_rotated_file_is_kept_open_until_quiet(tmp_path: Path) -> None:
+    """A renamed file still written through an old handle is not closed before it has been quiet."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"old\n")
+    tail = tail_of(tmp_path, path)
+    ship_all(tail)
+    path.rename(tmp_path / "app.log.1")
+    tail.refresh(10.0)
+    with (tmp_path / "app.log.1").open("ab") as handle:
+        handle.write(b"straggler\n")
+    tail.refresh(10.5)
+    assert ship_all(tail) == b"straggler\n"
+    assert tail.drained(11.0, quiet_for=2.0) is False
+    assert tail.drained(12.5, quiet_for=2.0) is True
