@@ -7,9 +7,11 @@ Several ``keysvc serve`` replicas share one database. What keeps them correct:
 - **Write transactions** run at READ COMMITTED. Rows a transaction is about to change are locked
   before anything else it takes (``get_key`` and live-key lookups use ``FOR UPDATE``), then the
   audit chain lock last; one order everywhere, so transactions wait for each other and never deadlock.
-- **The audit chain** is one chain for all replicas: ``lock_audit_head`` takes a transaction-level
-  advisory lock before reading the head, so appends serialize and each sees the head the previous
-  one committed. The lock is released by COMMIT or ROLLBACK, never by hand.
+- **The audit chain** is one chain for all replicas: ``lock_audit_head`` reads the head row
+  ``FOR UPDATE``, so appends serialize and each sees the head the previous one committed (an empty
+  chain, with no row yet, queues its first appenders on an advisory lock). Locks are released by
+  COMMIT or ROLLBACK, never by hand. The record and the new head go out in one statement, so the
+  lock is held for as few round trips as possible.
 - **One live key per node**: a live-key lookup that names a cluster and a node first takes an
   advisory lock for that node, then reads. A concurrent AddNode for the same node, on any replica,
   waits and then sees (and supersedes) the key the first one committed. The partial unique index
@@ -64,6 +66,16 @@ from keysvc.store.rows import (
 _KEYS = ", ".join(KEY_COLUMNS)
 _AUDIT = ", ".join(AUDIT_COLUMNS)
 _HEAD = ", ".join(HEAD_COLUMNS)
+_INSERT_AUDIT = f"INSERT INTO audit_records ({_AUDIT}) VALUES ({', '.join('%s' for _ in AUDIT_COLUMNS)})"  # noqa: S608
+_INSERT_AUDIT_NAMED = (
+    f"INSERT INTO audit_records ({_AUDIT}) VALUES ({', '.join(f'%({c})s' for c in AUDIT_COLUMNS)})"  # noqa: S608
+)
+_UPSERT_HEAD = (
+    "INSERT INTO audit_head (id, seq, record_hash, signature, signer) "
+    "VALUES (1, %(head_seq)s, %(head_hash)s, %(head_signature)s, %(head_signer)s) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, record_hash = excluded.record_hash, "
+    "signature = excluded.signature, signer = excluded.signer"
+)
 
 # Advisory lock keys: (namespace, id). Advisory locks are per database, so two keysvc databases on
 # one server never contend. Node locks use their own namespace with a 32-bit hash of the node.
@@ -123,8 +135,11 @@ class PostgresReader:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
 
+    def _execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
+        return self._conn.execute(sql, params)
+
     def _all(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
+        return self._execute(sql, params).fetchall()
 
     @_translated
     def get_key(self, key_id: str) -> KeyRecord | None:
@@ -206,6 +221,23 @@ class PostgresTransaction(PostgresReader):
         super().__init__(conn)
         self._chain_locked = False
         self._nodes_locked: set[int] = set()
+        self._held_back: AuditRecord | None = None
+
+    def _execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
+        self.flush()
+        return self._conn.execute(sql, params)
+
+    def iter_audit(self) -> Iterator[AuditRecord]:
+        """Yield every audit record in seq order, including one held back in this transaction."""
+        self.flush()
+        return super().iter_audit()
+
+    @_translated
+    def flush(self) -> None:
+        """Write an audit record still held back for :meth:`write_audit_head` (before any other query)."""
+        if self._held_back is not None:
+            record, self._held_back = self._held_back, None
+            self._conn.execute(_INSERT_AUDIT, audit_to_row(record))
 
     @_translated
     def find_keys(self, where: KeyFilter) -> list[KeyRecord]:
@@ -215,7 +247,7 @@ class PostgresTransaction(PostgresReader):
             if lock not in self._nodes_locked:
                 # A statement of its own: the lookup below then reads with a snapshot taken after
                 # any concurrent AddNode for this node has committed.
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (NODE_LOCK_NAMESPACE, lock))
+                self._execute("SELECT pg_advisory_xact_lock(%s, %s)", (NODE_LOCK_NAMESPACE, lock))
                 self._nodes_locked.add(lock)
         return super().find_keys(where)
 
@@ -223,12 +255,12 @@ class PostgresTransaction(PostgresReader):
     def insert_key(self, record: KeyRecord) -> None:
         """Store a new key; the partial unique index refuses a second live key for a node."""
         marks = ", ".join("%s" for _ in KEY_COLUMNS)
-        self._conn.execute(f"INSERT INTO keys ({_KEYS}) VALUES ({marks})", key_to_row(record))  # noqa: S608
+        self._execute(f"INSERT INTO keys ({_KEYS}) VALUES ({marks})", key_to_row(record))  # noqa: S608
 
     @_translated
     def end_key(self, key_id: str, state: KeyState, *, at: float, reason: str) -> bool:
         """Move a live key to ``state`` and delete its hash; only a live key changes."""
-        cursor = self._conn.execute(
+        cursor = self._execute(
             "UPDATE keys SET state = %s, key_hash = NULL, ended_at = %s, end_reason = %s "
             "WHERE key_id = %s AND state = 'live'",
             (state.value, at, reason, key_id),
@@ -238,7 +270,7 @@ class PostgresTransaction(PostgresReader):
     @_translated
     def record_use(self, key_id: str, *, at: float, source: str) -> tuple[int, bool]:
         """Count one use and remember a new source address, in one statement (one round trip)."""
-        row = self._conn.execute(
+        row = self._execute(
             "WITH used AS (UPDATE keys SET uses = uses + 1, last_used_at = %(at)s "
             "WHERE key_id = %(key_id)s AND state = 'live' RETURNING uses), "
             "fresh AS (INSERT INTO key_sources (key_id, source, first_used_at) "
@@ -263,32 +295,41 @@ class PostgresTransaction(PostgresReader):
 
     @_translated
     def lock_audit_head(self) -> ChainHead | None:
-        """Take the chain lock (held until commit or rollback), then read the head it protects."""
-        if not self._chain_locked:
-            # Separate statement: at READ COMMITTED the head is read with a snapshot taken after
-            # the previous appender committed and released the lock.
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CHAIN_LOCK))
-            self._chain_locked = True
-        return self.audit_head()
+        """Lock the chain head row until commit or rollback, and return it as the last appender left it.
 
-    @_translated
+        ``FOR UPDATE`` waits for a concurrent appender and then returns the row it committed. An empty
+        chain has no row to lock yet: first appenders queue on an advisory lock instead, then read
+        (and lock) again, by then seeing the row the one before them wrote.
+        """
+        if self._chain_locked:
+            return self.audit_head()
+        rows = self._all(f"SELECT {_HEAD} FROM audit_head WHERE id = 1 FOR UPDATE")  # noqa: S608
+        if not rows:
+            self._execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CHAIN_LOCK))
+            rows = self._all(f"SELECT {_HEAD} FROM audit_head WHERE id = 1 FOR UPDATE")  # noqa: S608
+        self._chain_locked = True
+        return head_from_row(rows[0]) if rows else None
+
     def append_audit(self, record: AuditRecord) -> None:
-        """Store a sealed audit record."""
-        marks = ", ".join("%s" for _ in AUDIT_COLUMNS)
-        self._conn.execute(
-            f"INSERT INTO audit_records ({_AUDIT}) VALUES ({marks})",  # noqa: S608 - constant columns
-            audit_to_row(record),
-        )
+        """Store a sealed audit record; it is held back to go out with the head (one round trip for both)."""
+        self.flush()
+        self._held_back = record
 
     @_translated
     def write_audit_head(self, head: ChainHead) -> None:
-        """Replace the signed chain head."""
-        self._conn.execute(
-            "INSERT INTO audit_head (id, seq, record_hash, signature, signer) VALUES (1, %s, %s, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, record_hash = excluded.record_hash, "
-            "signature = excluded.signature, signer = excluded.signer",
-            (head.seq, head.record_hash, head.signature, head.signer),
-        )
+        """Replace the signed chain head, writing a held-back record in the same statement."""
+        params = {
+            "head_seq": head.seq,
+            "head_hash": head.record_hash,
+            "head_signature": head.signature,
+            "head_signer": head.signer,
+        }
+        if self._held_back is None:
+            self._execute(_UPSERT_HEAD, params)
+            return
+        record, self._held_back = self._held_back, None
+        row = dict(zip(AUDIT_COLUMNS, audit_to_row(record), strict=True))
+        self._conn.execute(f"WITH appended AS ({_INSERT_AUDIT_NAMED}) {_UPSERT_HEAD}", {**row, **params})
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -377,7 +418,9 @@ class PostgresStore:
     def transaction(self) -> Iterator[PostgresTransaction]:
         """A READ COMMITTED write transaction: commits on normal exit, rolls back on error."""
         with self._unit("BEGIN ISOLATION LEVEL READ COMMITTED") as conn:
-            yield PostgresTransaction(conn)
+            tx = PostgresTransaction(conn)
+            yield tx
+            tx.flush()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[PostgresReader]:

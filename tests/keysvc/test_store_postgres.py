@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from keysvc import keyformat
+from keysvc import auditchain, keyformat
 from keysvc.audit_signing import AuditSigner
 from keysvc.clock import ManualClock
 from keysvc.errors import ConfigError, Conflict, MigrationError, Refused, StoreUnavailable
-from keysvc.models import AddNode, EventType, KeyRecord, KeyState, Scope
+from keysvc.models import AddNode, AuditEvent, EventType, KeyRecord, KeyState, Scope
 from keysvc.service import KeyService
 from keysvc.store import KeyFilter, open_store
 from keysvc.store.postgres import PostgresStore, node_lock_key
@@ -143,6 +143,34 @@ def test_constraint_errors_name_no_row_contents(dsn: str) -> None:
     assert minted.key_id not in str(caught.value)
     assert record.key_hash is not None
     assert record.key_hash.hex() not in str(caught.value)
+
+
+def test_first_appends_to_an_empty_chain_from_two_pools_form_one_chain(dsn: str, signer: AuditSigner) -> None:
+    """Eight appenders racing on an empty chain (no head row to lock yet) still build one valid chain."""
+    stores = [open_store(dsn) for _ in range(2)]
+    barrier = threading.Barrier(8)
+
+    def append(i: int) -> None:
+        barrier.wait()
+        with stores[i % 2].transaction() as tx:
+            record = auditchain.seal(
+                AuditEvent(at=T0, event=EventType.USED, detail={"i": i}), tx.lock_audit_head(), signer
+            )
+            tx.append_audit(record)
+            tx.write_audit_head(auditchain.sign_head(record, signer))
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(append, range(8)))
+        with stores[0].read() as reader:
+            records, head = list(reader.iter_audit()), reader.audit_head()
+    finally:
+        for store in stores:
+            store.close()
+    report = auditchain.verify_chain(records, head, {signer.signer_id: signer.public_key})
+    assert report.ok
+    assert report.records == 8
+    assert sorted(r.event.detail["i"] for r in records) == list(range(8))
 
 
 def test_concurrent_add_nodes_on_two_replicas_leave_one_live_key(
