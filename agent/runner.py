@@ -88,6 +88,7 @@ class Agent:
         self.last_contact = float("-inf")
         self.tails: dict[str, FileTail] = {}
         self.spools: dict[str, JournalSpool] = {}
+        self.skipped: set[str] = set()
         self.skip = own_output_identities()
         self.hard_deadline = float("inf")
         self.delivery = Delivery(
@@ -213,12 +214,12 @@ class Agent:
         for spec in self.config.sources:
             if spec.startswith("journal:"):
                 unit = spec.removeprefix("journal:")
-                if spec in self.spools:
+                if spec in self.spools or spec in self.skipped:
                     continue
                 why = JournalSpool.usable(unit)
                 if why is not None:
                     log.warning("source_skipped", source=spec, reason=why)
-                    self.spools[spec] = JournalSpool(unit, self.store, journalctl="/bin/false")
+                    self.skipped.add(spec)
                     continue
                 spool = JournalSpool(unit, self.store)
                 self.spools[spec] = spool
@@ -237,8 +238,6 @@ class Agent:
 
     def _pull_journals(self) -> None:
         for spec, spool in self.spools.items():
-            if spool.journalctl == "/bin/false":
-                continue
             size = spool.pull()
             tail = self.tails.get(str(spool.spool))
             if tail is not None:
