@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,7 @@ class Agent:
         self.tails: dict[str, FileTail] = {}
         self.spools: dict[str, JournalSpool] = {}
         self.skipped: set[str] = set()
+        self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gzip")
         self.skip = own_output_identities()
         self.hard_deadline = float("inf")
         self.delivery = Delivery(
@@ -145,9 +147,9 @@ class Agent:
         waited = now - tail.pending_since if tail.pending_since is not None else 0.0
         quiet = now - tail.last_growth
         final = final or (current.draining and quiet >= self.config.chunk_seconds)
-        chunks: list[StagedChunk] = []
+        futures: list[Future[StagedChunk]] = []
         start = tail.offset
-        while len(chunks) < self.config.chunks_per_batch:
+        while len(futures) < self.config.chunks_per_batch:
             block = tail.read(start, self.config.chunk_bytes)
             length = chunking.cut_length(block, self.policy, waited=waited, quiet=quiet, final=final)
             if length == 0:
@@ -158,26 +160,20 @@ class Agent:
             ahead = tail.read(start + length, redaction.CONTEXT)
             window = b"".join((behind, raw, ahead))
             clean = redaction.redact(window, len(behind), len(behind) + length, self.own_key)
-            del window, ahead, block
-            body = chunking.compress(clean, self.config.gzip_level)
             end = start + length
-            suffix = chunking.object_suffix(tail.source_id, current.generation, start, end)
-            staged, digest = self.store.stage(tail.source_id, current.generation, start, end, body)
-            fp_start, fp = fingerprint_of(behind[-64:] + raw[-64:], end)
-            chunks.append(
-                StagedChunk(
-                    start=start,
-                    end=end,
-                    suffix=suffix,
-                    staged=staged,
-                    sha256=digest,
-                    fp_start=fp_start,
-                    fingerprint=fp,
+            fp = fingerprint_of(behind[-64:] + raw[-64:], end)
+            del window, ahead, behind, block, raw
+            if futures:
+                futures[-1].result()  # at most two chunks in memory: this one and the one compressing
+            futures.append(
+                self._compressor.submit(
+                    self._compress_and_stage, tail.source_id, current.generation, start, clean, fp
                 )
             )
             start = end
-        if not chunks:
+        if not futures:
             return None
+        chunks = [future.result() for future in futures]
         intent = Intent(
             source_id=tail.source_id,
             path=tail.path,
@@ -190,6 +186,25 @@ class Agent:
         self.delivery.undelivered[intent.source_id] = intent
         tail.shipped(start, (chunks[-1].fp_start, chunks[-1].fingerprint))
         return intent
+
+    def _compress_and_stage(
+        self, source: str, generation: int, start: int, clean: bytes, fp: tuple[int, str]
+    ) -> StagedChunk:
+        """Gzip a redacted chunk and stage it durably (on the compressor thread: zlib, sha256 and
+        fsync release the GIL, so the next chunk is read and redacted meanwhile)."""
+        end = start + len(clean)
+        body = chunking.compress(clean, self.config.gzip_level)
+        staged, digest = self.store.stage(source, generation, start, end, body)
+        suffix = chunking.object_suffix(source, generation, start, end)
+        return StagedChunk(
+            start=start,
+            end=end,
+            suffix=suffix,
+            staged=staged,
+            sha256=digest,
+            fp_start=fp[0],
+            fingerprint=fp[1],
+        )
 
     def pump(self, tail: FileTail, *, final: bool = False) -> None:
         """Stage and deliver everything the source has ready now.
@@ -287,6 +302,7 @@ class Agent:
         finally:
             self.signals.refused.set()  # ends the probe thread
             self.delivery.close()
+            self._compressor.shutdown(wait=True)
             for tail in self.tails.values():
                 tail.close()
 
