@@ -152,7 +152,9 @@ def start_postgres(port: int | None = None) -> Server:
     )
     wait_until(lambda: port_open(port), what="postgres")
     dsn = f"postgresql://test@127.0.0.1:{port}/postgres"
-    return Server("postgres", dsn, port, process, workdir=workdir)
+    server = Server("postgres", dsn, port, process, workdir=workdir)
+    wait_for_postgres(server)  # the port opens before the server stops answering "starting up"
+    return server
 
 
 def create_database(server: Server, name: str) -> str:

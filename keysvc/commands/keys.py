@@ -65,11 +65,13 @@ def register(subparsers: Any) -> None:
     _output(show)
     show.set_defaults(handler=run_show)
 
-    revoke = sub.add_parser("revoke", help="revoke by key id, node, instance or cluster")
+    revoke = sub.add_parser(
+        "revoke", help="revoke by key id, instance, cluster, node, or one cluster's node (--cluster + --node)"
+    )
     revoke.add_argument("key_id", metavar="KEY_ID", nargs="?")
-    revoke.add_argument("--node")
-    revoke.add_argument("--instance")
-    revoke.add_argument("--cluster")
+    revoke.add_argument("--node", help="a node name; with --cluster, only that cluster's node")
+    revoke.add_argument("--instance", help="an EC2 instance id")
+    revoke.add_argument("--cluster", help="every key of the cluster, or with --node one node of it")
     revoke.add_argument("--reason", required=True)
     _output(revoke)
     revoke.set_defaults(handler=run_revoke)

@@ -148,7 +148,7 @@ def test_list_show_and_states(tmp_path: Path) -> None:
 
 
 def test_revoke_selectors_and_idempotence(tmp_path: Path) -> None:
-    """`keys revoke` takes one selector, revokes once, and reports nothing the second time."""
+    """`keys revoke` takes one selector (cluster with node is one), revokes once, then reports nothing."""
     a = issue(tmp_path, "node-a")
     issue(tmp_path, "node-b")
     out = keysvc(tmp_path, "keys", "revoke", str(a["key_id"]), "--reason", "operator", "-o", "json").stdout
@@ -160,7 +160,16 @@ def test_revoke_selectors_and_idempotence(tmp_path: Path) -> None:
     )
     assert len(by_node["revoked"]) == 1
     both = keysvc(
-        tmp_path, "keys", "revoke", "--node", "x", "--cluster", "prod", "--reason", "r", check=False
+        tmp_path,
+        "keys",
+        "revoke",
+        "--instance",
+        "i-0123456789abcdef0",
+        "--cluster",
+        "prod",
+        "--reason",
+        "r",
+        check=False,
     )
     assert both.returncode == 4
     none = keysvc(tmp_path, "keys", "revoke", "--reason", "r", check=False)
