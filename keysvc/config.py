@@ -18,6 +18,9 @@ Example ``keysvc.toml``::
     url_ttl_seconds = 300           # signed URL lifetime; at most 900
     max_chunk_bytes = 8388608       # bound signed into x-goog-content-length-range
     max_body_bytes = 65536
+    auth_burst = 10                 # failed authentications one source address may make in a burst
+    auth_refill_per_second = 0.5    # ... and how fast it regains them
+    graceful_seconds = 10           # how long requests in flight may finish on SIGTERM
 
     [gcs]
     service_account_file = "/etc/keysvc/service-account.json"
@@ -77,6 +80,9 @@ class ServerConfig:
     max_chunk_bytes: int = 8 * 1024 * 1024
     max_body_bytes: int = 64 * 1024
     max_objects_per_grant: int = 64
+    auth_burst: int = 10
+    auth_refill_per_second: float = 0.5
+    graceful_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +215,8 @@ class Settings:
             raise ConfigError(f"server.url_ttl_seconds must be 1..{MAX_URL_TTL_SECONDS}")
         if not 0 < self.server.port < 65536:
             raise ConfigError("server.port must be 1..65535")
+        if self.server.auth_burst < 1 or self.server.auth_refill_per_second <= 0:
+            raise ConfigError("server.auth_burst must be at least 1 and auth_refill_per_second positive")
         if self.server.max_chunk_bytes < 1 or self.server.max_body_bytes < 1024:
             raise ConfigError("server.max_chunk_bytes must be positive and max_body_bytes at least 1024")
         if not self.regions:

@@ -28,16 +28,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", help="listen address (default: server.host)")
     parser.add_argument("--port", type=int, help="listen port (default: server.port)")
     parser.add_argument(
-        "--auth-burst", type=int, default=10, help="failed authentications a source may make in a burst (10)"
+        "--auth-burst", type=int, help="failed logins one source may make in a burst (server.auth_burst)"
     )
     parser.add_argument(
-        "--auth-refill", type=float, default=0.5, help="failed authentications regained per second (0.5)"
+        "--auth-refill",
+        type=float,
+        help="failed authentications regained per second (server.auth_refill_per_second)",
     )
     parser.add_argument(
         "--graceful-seconds",
         type=float,
-        default=10.0,
-        help="how long requests in flight may finish on SIGTERM",
+        help="how long requests in flight may finish on SIGTERM (server.graceful_seconds)",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     parser.set_defaults(handler=run_serve)
@@ -60,6 +61,10 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.state_dir)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
+    server = settings.server
+    burst = args.auth_burst if args.auth_burst is not None else server.auth_burst
+    refill = args.auth_refill if args.auth_refill is not None else server.auth_refill_per_second
+    graceful = args.graceful_seconds if args.graceful_seconds is not None else server.graceful_seconds
     service = open_service(settings)
     stop = threading.Event()
     sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop)
@@ -74,7 +79,7 @@ def run_serve(args: argparse.Namespace) -> int:
             settings,
             signer,
             CredentialFile(settings.server.credentials_file),
-            limiter=FailureLimiter(burst=args.auth_burst, per_second=args.auth_refill),
+            limiter=FailureLimiter(burst=burst, per_second=refill),
         )
         sweeper.start()
         if settings.events.in_serve and settings.events.queue_url:
@@ -87,7 +92,7 @@ def run_serve(args: argparse.Namespace) -> int:
             port=port,
             log_config=None,
             access_log=args.access_log,
-            timeout_graceful_shutdown=max(1, int(args.graceful_seconds)),
+            timeout_graceful_shutdown=max(1, int(graceful)),
             server_header=False,
             proxy_headers=False,
             backlog=4096,

@@ -80,3 +80,14 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     """A config file that cannot be read is named in the error."""
     with pytest.raises(ConfigError, match="cannot read"):
         Settings.from_file(tmp_path / "absent.toml")
+
+
+def test_rate_limit_and_shutdown_come_from_the_file() -> None:
+    """The failed-login limiter and graceful shutdown are file settings, and a zero burst is refused."""
+    settings = Settings.from_mapping(
+        {"server": {"auth_burst": 50, "auth_refill_per_second": 2.5, "graceful_seconds": 3}}
+    )
+    assert (settings.server.auth_burst, settings.server.auth_refill_per_second) == (50, 2.5)
+    assert settings.server.graceful_seconds == 3
+    with pytest.raises(ConfigError, match="auth_burst"):
+        Settings.from_mapping({"server": {"auth_burst": 0}})
