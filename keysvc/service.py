@@ -23,7 +23,7 @@ from keysvc import auditchain, expiry, ids, keyformat, scope
 from keysvc.auditchain import Signer, VerifyReport
 from keysvc.checks import Failure, Reason
 from keysvc.clock import Clock
-from keysvc.errors import Conflict, InvalidInput, NotFound, Refused
+from keysvc.errors import ConfigError, Conflict, InvalidInput, NotFound, Refused
 from keysvc.models import (
     AddNode,
     AuditEvent,
@@ -470,6 +470,20 @@ class KeyService:
     def audit_public_keys(self) -> dict[str, str]:
         """Signer id -> PEM public key, for exports and third-party verifiers."""
         return {self._signer.signer_id: self._signer.public_key_pem()}
+
+    def check_signer(self) -> None:
+        """Raise :class:`ConfigError` when the chain's head was signed by a key other than ours.
+
+        Replicas must share one audit signing key; a replica that generated its own would append
+        records no other replica, and no verifier pinned to the shared key, can verify.
+        """
+        with self._store.read() as reader:
+            head = reader.audit_head()
+        if head is not None and head.signer != self._signer.signer_id:
+            raise ConfigError(
+                f"the audit chain is signed by key {head.signer} but this process holds key "
+                f"{self._signer.signer_id}; give every replica the same audit signing key"
+            )
 
     def check_ready(self) -> None:
         """Raise :class:`StoreUnavailable` when the store cannot be reached."""

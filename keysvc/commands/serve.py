@@ -66,6 +66,11 @@ def run_serve(args: argparse.Namespace) -> int:
     refill = args.auth_refill if args.auth_refill is not None else server.auth_refill_per_second
     graceful = args.graceful_seconds if args.graceful_seconds is not None else server.graceful_seconds
     service = open_service(settings)
+    try:
+        service.check_signer()
+    except BaseException:
+        service.close()
+        raise
     stop = threading.Event()
     sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop)
     try:
