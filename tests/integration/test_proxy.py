@@ -226,7 +226,7 @@ def test_agent_ships_through_the_proxy_and_reaches_keysvc_directly(
         source.write_bytes(data)
         node.start(toml)
         servers.wait_until(
-            lambda: stack.read_source(gcs_url, node.name, str(source)).get(1) == data,
+            lambda: stack.landed(gcs_url, node.name, source, 1, data),
             timeout=60,
             what="the log in the bucket",
         )
