@@ -23,6 +23,7 @@ class EventType(enum.StrEnum):
     REFUSED = "refused"
     REVOKED = "revoked"
     EXPIRED = "expired"
+    BOUND = "bound"
 
 
 INGEST = "ingest"
@@ -41,11 +42,15 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class AddNode:
-    """An AddNode as the provisioner describes it."""
+    """An AddNode as the provisioner describes it.
+
+    ``instance`` is None when the provisioner does not know the EC2 instance id yet (it needs the
+    user data for RunInstances first); it binds the instance afterwards with ``bind_instance``.
+    """
 
     cluster: str
     node: str
-    instance: str
+    instance: str | None
     region: str
     operation_id: str
     started_at: float
@@ -53,12 +58,15 @@ class AddNode:
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
-    """Everything known about a key except its secret. ``key_hash`` is None once revoked or expired."""
+    """Everything known about a key except its secret.
+
+    ``key_hash`` is None once revoked or expired; ``instance`` is None until the node's EC2 instance is bound.
+    """
 
     key_id: str
     cluster: str
     node: str
-    instance: str
+    instance: str | None
     region: str
     operation_id: str
     started_at: float

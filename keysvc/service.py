@@ -7,7 +7,14 @@ and no revocation without its ``revoked`` record.
 
 AddNode retries: the plaintext is never stored, so a retry (same operation id, same parameters)
 mints a fresh key and supersedes the earlier one. The node ends up with exactly one live key, the one
-the latest answer carried. The same operation id with different parameters is a :class:`Conflict`.
+the latest answer carried. The same operation id with different parameters is a :class:`Conflict`;
+an AddNode without an instance and its retry with one (or the reverse) differ, and so does a retry
+without an instance once the first key was bound: that node already runs with the first key.
+
+Binding the instance: EC2 assigns the instance id only when RunInstances returns, and RunInstances
+already needs the user data that carries the key. So AddNode may leave the instance out, and the
+provisioner binds it afterwards (:meth:`KeyService.bind_instance`). Until then a termination event,
+which names only the instance, finds no key; the key still expires within the hour.
 """
 
 from __future__ import annotations
@@ -137,7 +144,7 @@ class KeyService:
         """Mint the node's key, superseding any live key it holds; the plaintext is returned once."""
         cluster = ids.cluster_id(request.cluster)
         node = ids.node_id(request.node)
-        instance = ids.instance_id(request.instance)
+        instance = ids.instance_id(request.instance) if request.instance is not None else None
         region = ids.region(request.region)
         operation = ids.operation_id(request.operation_id)
         actor = _text("actor", actor)
@@ -186,6 +193,38 @@ class KeyService:
             self._append(tx, self._key_event(EventType.ISSUED, record, now, actor=actor, detail=detail))
         log.info("key_issued", key_id=record.key_id, cluster=cluster, node=node, superseded=superseded)
         return IssuedKey(key=minted.key, record=record, superseded=tuple(superseded))
+
+    def bind_instance(self, *, cluster: str, node: str, instance: str, actor: str) -> KeyRecord:
+        """Bind the EC2 instance to the node's live key, so termination events for it revoke the key.
+
+        Idempotent: binding the instance already bound returns the key and audits nothing again.
+        :class:`NotFound` when the node has no live key, :class:`Conflict` when its key is bound to
+        another instance.
+        """
+        cluster = ids.cluster_id(cluster)
+        node = ids.node_id(node)
+        instance = ids.instance_id(instance)
+        actor = _text("actor", actor)
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            live = [
+                rec
+                for rec in tx.find_keys(KeyFilter(cluster=cluster, node=node, state=KeyState.LIVE))
+                if not expiry.is_expired(now, rec.expires_at)
+            ]
+            if not live:
+                raise NotFound(f"no live key for node {node} of cluster {cluster}")
+            rec = live[-1]
+            if rec.instance == instance:
+                return rec
+            if rec.instance is not None:
+                raise Conflict("the node's key is already bound to another instance")
+            if not tx.bind_instance(rec.key_id, instance):
+                raise Conflict("the key changed during the request")
+            bound = replace(rec, instance=instance)
+            self._append(tx, self._key_event(EventType.BOUND, bound, now, actor=actor))
+        log.info("key_bound", key_id=bound.key_id, cluster=cluster, node=node, instance=instance)
+        return bound
 
     # -- checking -------------------------------------------------------------------------------
 

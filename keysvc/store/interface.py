@@ -82,6 +82,10 @@ class Transaction(Reader, Protocol):
         """Move a live key to ``state`` and delete its hash; False (and no change) if it was not live."""
         ...
 
+    def bind_instance(self, key_id: str, instance: str) -> bool:
+        """Bind a live key with no instance yet to ``instance``; False (and no change) otherwise."""
+        ...
+
     def record_use(self, key_id: str, *, at: float, source: str) -> tuple[int, bool]:
         """Count one use of a live key; return the new use count and whether ``source`` is new for it."""
         ...

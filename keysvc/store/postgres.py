@@ -56,9 +56,11 @@ from keysvc.store.rows import (
     AUDIT_COLUMNS,
     HEAD_COLUMNS,
     KEY_COLUMNS,
+    UNBOUND_INSTANCE,
     audit_from_row,
     audit_to_row,
     head_from_row,
+    instance_to_column,
     key_from_row,
     key_to_row,
 )
@@ -264,6 +266,15 @@ class PostgresTransaction(PostgresReader):
             "UPDATE keys SET state = %s, key_hash = NULL, ended_at = %s, end_reason = %s "
             "WHERE key_id = %s AND state = 'live'",
             (state.value, at, reason, key_id),
+        )
+        return cursor.rowcount == 1
+
+    @_translated
+    def bind_instance(self, key_id: str, instance: str) -> bool:
+        """Bind a live, not yet bound key to ``instance``; only such a key changes."""
+        cursor = self._execute(
+            "UPDATE keys SET instance = %s WHERE key_id = %s AND state = 'live' AND instance = %s",
+            (instance_to_column(instance), key_id, UNBOUND_INSTANCE),
         )
         return cursor.rowcount == 1
 

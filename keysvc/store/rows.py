@@ -1,6 +1,10 @@
 """Column lists and row conversions shared by the SQL stores (SQLite, PostgreSQL).
 
 A row is a plain sequence of column values in the order of the column list.
+
+A key's ``instance`` column is NOT NULL: a key whose node has no EC2 instance bound yet stores
+:data:`UNBOUND_INSTANCE` (the empty string), which no valid instance id can be. This module is the one
+place that maps it to and from ``None`` in :class:`~keysvc.models.KeyRecord`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,18 @@ AUDIT_COLUMNS = (
     "signer",
 )
 HEAD_COLUMNS = ("seq", "record_hash", "signature", "signer")
+UNBOUND_INSTANCE = ""
+"""The stored ``instance`` of a key whose node's EC2 instance is not bound yet."""
+
+
+def instance_to_column(instance: str | None) -> str:
+    """Return the stored form of a key's instance: :data:`UNBOUND_INSTANCE` for None."""
+    return UNBOUND_INSTANCE if instance is None else instance
+
+
+def instance_from_column(value: str) -> str | None:
+    """Return a key's instance from its stored form: None for :data:`UNBOUND_INSTANCE`."""
+    return None if value == UNBOUND_INSTANCE else value
 
 
 def key_to_row(record: KeyRecord) -> tuple[Any, ...]:
@@ -57,7 +73,7 @@ def key_to_row(record: KeyRecord) -> tuple[Any, ...]:
         record.key_id,
         record.cluster,
         record.node,
-        record.instance,
+        instance_to_column(record.instance),
         record.region,
         record.operation_id,
         record.started_at,
@@ -78,7 +94,7 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
         key_id=row[0],
         cluster=row[1],
         node=row[2],
-        instance=row[3],
+        instance=instance_from_column(row[3]),
         region=row[4],
         operation_id=row[5],
         started_at=float(row[6]),

@@ -29,9 +29,11 @@ from keysvc.store.rows import (
     AUDIT_COLUMNS,
     HEAD_COLUMNS,
     KEY_COLUMNS,
+    UNBOUND_INSTANCE,
     audit_from_row,
     audit_to_row,
     head_from_row,
+    instance_to_column,
     key_from_row,
     key_to_row,
 )
@@ -166,6 +168,15 @@ class SqliteTransaction(SqliteReader):
             "UPDATE keys SET state = ?, key_hash = NULL, ended_at = ?, end_reason = ? "
             "WHERE key_id = ? AND state = 'live'",
             (state.value, at, reason, key_id),
+        )
+        return cursor.rowcount == 1
+
+    @_translated
+    def bind_instance(self, key_id: str, instance: str) -> bool:
+        """Bind a live, not yet bound key to ``instance``; only such a key changes."""
+        cursor = self._conn.execute(
+            "UPDATE keys SET instance = ? WHERE key_id = ? AND state = 'live' AND instance = ?",
+            (instance_to_column(instance), key_id, UNBOUND_INSTANCE),
         )
         return cursor.rowcount == 1
 

@@ -27,7 +27,7 @@ def add(
     op: str = "op-1",
     started: float = T0,
     region: str = "eu",
-    instance: str = INSTANCE,
+    instance: str | None = INSTANCE,
 ) -> AddNode:
     """Build an AddNode with sensible defaults."""
     return AddNode(
@@ -431,3 +431,141 @@ def test_audit_public_keys(service: KeyService, signer: AuditSigner) -> None:
 def test_check_ready(service: KeyService) -> None:
     """check_ready passes on an open store."""
     service.check_ready()
+
+
+OTHER_INSTANCE = "i-0fedcba9876543210"
+
+
+def test_add_node_without_instance_then_bind(service: KeyService, clock: ManualClock) -> None:
+    """A key minted without an instance reads back unbound; binding it is audited once as ``bound``."""
+    issued = service.add_node(add(instance=None), actor="provisioner")
+    assert issued.record.instance is None
+    assert service.get_key(issued.record.key_id).instance is None
+    assert service.audit_log()[0].event.instance is None
+    assert service.revoke(reason="terminated", actor="aws:events", instance=INSTANCE) == []
+    clock.set(T0 + 30)
+    bound = service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="provisioner")
+    assert (bound.key_id, bound.instance, bound.state) == (issued.record.key_id, INSTANCE, KeyState.LIVE)
+    assert service.get_key(issued.record.key_id).instance == INSTANCE
+    [record] = service.audit_log(event=EventType.BOUND)
+    assert (record.event.key_id, record.event.instance, record.event.actor, record.event.at) == (
+        issued.record.key_id,
+        INSTANCE,
+        "provisioner",
+        T0 + 30,
+    )
+    assert (record.event.cluster, record.event.node, record.event.region) == ("prod", "node-1", "eu")
+    assert service.verify_audit().records == 2
+    assert service.revoke(reason="terminated", actor="aws:events", instance=INSTANCE) == [bound.key_id]
+
+
+def test_bind_same_instance_again_is_idempotent(service: KeyService) -> None:
+    """Binding the instance already bound returns the key and adds no audit record."""
+    issued = service.add_node(add(instance=None), actor="p")
+    first = service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p")
+    again = service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p")
+    assert first == again
+    assert again.key_id == issued.record.key_id
+    assert events(service) == [(EventType.ISSUED, None), (EventType.BOUND, None)]
+
+
+def test_bind_a_key_issued_with_its_instance_is_idempotent(service: KeyService) -> None:
+    """A key that AddNode already bound accepts the same instance without a new record."""
+    issued = service.add_node(add(), actor="p")
+    assert service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p").key_id == (
+        issued.record.key_id
+    )
+    assert events(service) == [(EventType.ISSUED, None)]
+
+
+def test_bind_another_instance_conflicts(service: KeyService) -> None:
+    """A key bound to one instance refuses another, and stays bound to the first."""
+    issued = service.add_node(add(instance=None), actor="p")
+    service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p")
+    with pytest.raises(Conflict):
+        service.bind_instance(cluster="prod", node="node-1", instance=OTHER_INSTANCE, actor="p")
+    assert service.get_key(issued.record.key_id).instance == INSTANCE
+    assert len(service.audit_log(event=EventType.BOUND)) == 1
+
+
+def test_bind_without_live_key_is_not_found(service: KeyService, clock: ManualClock) -> None:
+    """Binding fails with NotFound for an unknown node, a revoked key and a key past its expiry."""
+    with pytest.raises(NotFound):
+        service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p")
+    issued = service.add_node(add(instance=None), actor="p")
+    with pytest.raises(NotFound):
+        service.bind_instance(cluster="staging", node="node-1", instance=INSTANCE, actor="p")
+    service.add_node(add(node="node-2", op="op-2", instance=None), actor="p")
+    service.revoke(reason="gone", actor="p", key_id=issued.record.key_id)
+    with pytest.raises(NotFound):
+        service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p")
+    clock.set(T0 + 3600)
+    with pytest.raises(NotFound):
+        service.bind_instance(cluster="prod", node="node-2", instance=INSTANCE, actor="p")
+    assert service.audit_log(event=EventType.BOUND) == []
+    assert all(rec.instance is None for rec in service.list_keys())
+
+
+def test_bind_binds_the_current_key_not_a_superseded_one(service: KeyService) -> None:
+    """After a retry superseded the first key, the bind reaches the live one only."""
+    first = service.add_node(add(instance=None), actor="p")
+    second = service.add_node(add(instance=None), actor="p")
+    bound = service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p")
+    assert bound.key_id == second.record.key_id
+    assert service.get_key(first.record.key_id).instance is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("cluster", "Prod"), ("node", "-bad"), ("instance", "i-xyz"), ("instance", ""), ("actor", "")],
+)
+def test_bind_refuses_invalid_input(service: KeyService, field: str, value: str) -> None:
+    """Malformed ids (including an empty instance) and an empty actor are refused before any write."""
+    service.add_node(add(instance=None), actor="p")
+    arguments = {"cluster": "prod", "node": "node-1", "instance": INSTANCE, "actor": "p", field: value}
+    with pytest.raises(InvalidInput):
+        service.bind_instance(**arguments)
+    assert service.list_keys()[0].instance is None
+    assert len(service.audit_log()) == 1
+
+
+def test_retry_without_instance_compares_instances(service: KeyService) -> None:
+    """Retries: None and None agree; None against an instance conflicts, either way round."""
+    service.add_node(add(instance=None), actor="p")
+    retried = service.add_node(add(instance=None), actor="p")
+    assert retried.record.instance is None
+    with pytest.raises(Conflict):
+        service.add_node(add(instance=INSTANCE), actor="p")
+    service.add_node(add(op="op-2", node="node-2"), actor="p")
+    with pytest.raises(Conflict):
+        service.add_node(add(op="op-2", node="node-2", instance=None), actor="p")
+
+
+def test_retry_without_instance_after_bind_conflicts(service: KeyService) -> None:
+    """Once the key is bound the node runs with it: a retry of its AddNode conflicts and revokes nothing."""
+    issued = service.add_node(add(instance=None), actor="p")
+    service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p")
+    with pytest.raises(Conflict):
+        service.add_node(add(instance=None), actor="p")
+    assert service.get_key(issued.record.key_id).state is KeyState.LIVE
+
+
+def test_concurrent_binds_audit_once(service: KeyService) -> None:
+    """Eight threads binding the same instance at once leave one ``bound`` record and one bound key."""
+    issued = service.add_node(add(instance=None), actor="p")
+    errors: list[BaseException] = []
+
+    def bind() -> None:
+        try:
+            service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="p")
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bind) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert service.get_key(issued.record.key_id).instance == INSTANCE
+    assert len(service.audit_log(event=EventType.BOUND)) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,37 @@ def test_open_store_urls(tmp_path: Path) -> None:
         open_store("mysql://x")
     with pytest.raises(StoreError):
         open_store("sqlite:///")
+
+
+def test_unbound_instance_round_trips_as_none(store: Store) -> None:
+    """A key without an instance reads back with None, and an instance filter never matches it."""
+    record = replace(key(), instance=None)
+    with store.transaction() as tx:
+        tx.insert_key(record)
+    with store.read() as reader:
+        assert reader.get_key(record.key_id) == record
+        assert reader.find_keys(KeyFilter(instance="i-0123456789abcdef0")) == []
+        assert reader.find_keys(KeyFilter(cluster="c")) == [record]
+
+
+def test_bind_instance_changes_only_a_live_unbound_key(store: Store) -> None:
+    """The conditional update binds a live unbound key once; bound or ended keys are left alone."""
+    unbound = replace(key(node="n1"), instance=None)
+    ended = replace(key(node="n2", state=KeyState.REVOKED), instance=None)
+    bound = key(node="n3")
+    with store.transaction() as tx:
+        for record in (unbound, ended, bound):
+            tx.insert_key(record)
+    with store.transaction() as tx:
+        assert tx.bind_instance(unbound.key_id, "i-0fedcba9876543210") is True
+        assert tx.bind_instance(unbound.key_id, "i-0123456789abcdef0") is False
+        assert tx.bind_instance(ended.key_id, "i-0fedcba9876543210") is False
+        assert tx.bind_instance(bound.key_id, "i-0fedcba9876543210") is False
+        assert tx.bind_instance("aaaaaaaaaaaaaaaa", "i-0fedcba9876543210") is False
+    with store.read() as reader:
+        assert reader.get_key(unbound.key_id) == replace(unbound, instance="i-0fedcba9876543210")
+        assert reader.get_key(ended.key_id) == ended
+        assert reader.get_key(bound.key_id) == bound
+        assert reader.find_keys(KeyFilter(instance="i-0fedcba9876543210")) == [
+            replace(unbound, instance="i-0fedcba9876543210")
+        ]
