@@ -130,6 +130,8 @@ def describe(record: AuditRecord) -> str:
             parts.append("(retry)")
     if event.event is EventType.USED:
         parts.append(f"use #{event.detail.get('uses')}")
+    if event.event is EventType.BOUND:
+        parts.append(f"instance {event.instance}")
     return " ".join(parts)
 
 
@@ -157,7 +159,7 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     if key is not None:
         emit(
-            f"key {key.key_id}  cluster {key.cluster}  node {key.node}  instance {key.instance}  "
+            f"key {key.key_id}  cluster {key.cluster}  node {key.node}  instance {key.instance or '-'}  "
             f"region {key.region}  state {key.state.value}  uses {key.uses}"
         )
         emit(f"  valid {iso(key.started_at)} .. {iso(key.expires_at)}")

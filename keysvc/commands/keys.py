@@ -1,4 +1,4 @@
-"""``keysvc keys issue|list|show|revoke``: ingest keys for operators, modelled on ``kubeadm token``.
+"""``keysvc keys issue|bind|list|show|revoke``: ingest keys for operators, modelled on ``kubeadm token``.
 
 ``keys issue`` prints the plaintext key exactly once; no other command can print it, because the
 store only ever held its hash.
@@ -38,13 +38,13 @@ def _output(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the ``keys`` command group."""
-    keys = subparsers.add_parser("keys", help="issue, list, show and revoke ingest keys")
+    keys = subparsers.add_parser("keys", help="issue, bind, list, show and revoke ingest keys")
     sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
 
     issue = sub.add_parser("issue", help="mint a key for a node (prints it once)")
     issue.add_argument("--cluster", required=True)
     issue.add_argument("--node", required=True)
-    issue.add_argument("--instance", required=True, help="EC2 instance id")
+    issue.add_argument("--instance", help="EC2 instance id, if known (else bind it later with `keys bind`)")
     issue.add_argument("--region", required=True)
     issue.add_argument("--operation-id", help="AddNode operation id (default: a fresh cli-<uuid>)")
     issue.add_argument(
@@ -52,6 +52,15 @@ def register(subparsers: Any) -> None:
     )
     _output(issue)
     issue.set_defaults(handler=run_issue)
+
+    bind = sub.add_parser(
+        "bind", help="bind a node's live key to its EC2 instance (after RunInstances returned the id)"
+    )
+    bind.add_argument("--cluster", required=True)
+    bind.add_argument("--node", required=True)
+    bind.add_argument("--instance", required=True, help="EC2 instance id")
+    _output(bind)
+    bind.set_defaults(handler=run_bind)
 
     listing = sub.add_parser("list", help="list keys")
     listing.add_argument("--cluster")
@@ -106,6 +115,22 @@ def run_issue(args: argparse.Namespace) -> int:
         if issued.superseded:
             emit(f"superseded:  {', '.join(issued.superseded)}")
     sys.stderr.write("keysvc: the key above is shown once and cannot be shown again\n")
+    return 0
+
+
+def run_bind(args: argparse.Namespace) -> int:
+    """Bind the node's live key to its instance, so termination events for the instance revoke it."""
+    service = service_for(args)
+    try:
+        rec = service.bind_instance(
+            cluster=args.cluster, node=args.node, instance=args.instance, actor=actor()
+        )
+    finally:
+        service.close()
+    if args.output == "json":
+        emit_json({"key_id": rec.key_id, "instance": rec.instance})
+    else:
+        emit(f"key {rec.key_id} is bound to instance {rec.instance}")
     return 0
 
 

@@ -124,7 +124,7 @@ def key_row(rec: KeyRecord, now: float) -> list[str]:
         rec.key_id,
         rec.cluster,
         rec.node,
-        rec.instance,
+        rec.instance or "-",
         rec.region,
         rec.state.value,
         ttl,

@@ -37,6 +37,10 @@ class KeyServiceApi(Protocol):
         """Audit a refusal the HTTP layer detected."""
         ...
 
+    def bind_instance(self, *, cluster: str, node: str, instance: str, actor: str) -> KeyRecord:
+        """Bind the node's live key to its EC2 instance."""
+        ...
+
     def revoke(
         self,
         *,

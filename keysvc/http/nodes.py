@@ -1,4 +1,4 @@
-"""Provisioner endpoints: AddNode and node terminated."""
+"""Provisioner endpoints: AddNode, bind the node's instance (after RunInstances), and node terminated."""
 
 from __future__ import annotations
 
@@ -14,11 +14,24 @@ from keysvc.http.admin import revoke_node
 from keysvc.http.auth import requires
 from keysvc.http.context import Context
 from keysvc.http.responses import AUTHED, documented
-from keysvc.http.schemas import AddNodeRequest, AddNodeResponse, RevokedResponse, TerminatedRequest
+from keysvc.http.schemas import (
+    AddNodeRequest,
+    AddNodeResponse,
+    BindInstanceRequest,
+    BindInstanceResponse,
+    ErrorBody,
+    RevokedResponse,
+    TerminatedRequest,
+)
 from keysvc.models import AddNode
 from keysvc.userdata import AgentSettings, render
 
 bearer = HTTPBearer(auto_error=False, description="provisioner token (nlt1_...)")
+BIND_RESPONSES = {
+    **documented(*AUTHED),
+    404: {"model": ErrorBody, "description": "the node has no live key"},
+    409: {"model": ErrorBody, "description": "the node's key is already bound to another instance"},
+}
 
 
 def parse_started_at(value: str | float) -> float:
@@ -91,6 +104,18 @@ def router(ctx: Context) -> APIRouter:
             user_data=render("cloud-config", issued.key, agent),
             superseded=list(issued.superseded),
         )
+
+    @api.post(
+        "/v1/nodes/instance",
+        response_model=BindInstanceResponse,
+        responses=BIND_RESPONSES,
+        summary="Bind the node's live key to its EC2 instance, once RunInstances has returned its id",
+    )
+    def bind_instance(body: BindInstanceRequest, caller: Credential = adder) -> BindInstanceResponse:
+        record = ctx.service.bind_instance(
+            cluster=body.cluster, node=body.node, instance=body.instance, actor=f"credential:{caller.name}"
+        )
+        return BindInstanceResponse(key_id=record.key_id, instance=body.instance)
 
     @api.post(
         "/v1/nodes/terminated",

@@ -37,7 +37,11 @@ class AddNodeRequest(_Request):
 
     cluster: str = Field(max_length=63)
     node: str = Field(max_length=253)
-    instance: str = Field(max_length=19)
+    instance: str | None = Field(
+        default=None,
+        max_length=19,
+        description="the EC2 instance id if known; else bind it later: POST /v1/nodes/instance",
+    )
     region: str = Field(max_length=32)
     operation_id: str = Field(max_length=128)
     started_at: str | float = Field(
@@ -74,6 +78,21 @@ class TerminatedRequest(_Request):
         if partial or (self.instance is not None) == by_node:
             raise ValueError("give exactly one of: instance, or cluster and node")
         return self
+
+
+class BindInstanceRequest(_Request):
+    """RunInstances returned: bind the node's live key to its EC2 instance, for termination events."""
+
+    cluster: str = Field(max_length=63)
+    node: str = Field(max_length=253)
+    instance: str = Field(max_length=19)
+
+
+class BindInstanceResponse(BaseModel):
+    """The key now bound to the instance."""
+
+    key_id: str
+    instance: str
 
 
 class RevokedResponse(BaseModel):
@@ -124,7 +143,7 @@ class KeyOut(BaseModel):
     key_id: str
     cluster: str
     node: str
-    instance: str
+    instance: str | None = Field(description="the EC2 instance id; null until it is bound")
     region: str
     operation_id: str
     started_at: float

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from keysvc import keyformat
 from keysvc.checks import Success
+from keysvc.credentials import create_credential
 from keysvc.models import KeyState
 from tests.keysvc.http_harness import INSTANCE, T0, Harness, build
 
@@ -148,3 +150,123 @@ def test_terminated_needs_exactly_one_selector(h: Harness, body: dict[str, str])
     response = h.client.post("/v1/nodes/terminated", json=body, headers=h.bearer("provisioner"))
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_request"
+
+
+OTHER_INSTANCE = "i-0fedcba9876543210"
+BIND = {"cluster": "prod", "node": "node-1.ec2.internal", "instance": INSTANCE}
+
+
+def _add_unbound(h: Harness, **overrides: Any) -> dict[str, Any]:
+    """AddNode without the instance field, as a provisioner before RunInstances."""
+    body = {
+        "cluster": "prod",
+        "node": "node-1.ec2.internal",
+        "region": "eu",
+        "operation_id": "op-1",
+        "started_at": T0,
+        **overrides,
+    }
+    response = h.client.post("/v1/nodes", json=body, headers=h.bearer("provisioner"))
+    assert response.status_code == 201, response.text
+    added: dict[str, Any] = response.json()
+    return added
+
+
+def test_add_node_without_instance_then_bind(h: Harness) -> None:
+    """AddNode may leave the instance out (or null); the bind then answers the key id and instance."""
+    added = _add_unbound(h)
+    shown = h.client.get(f"/v1/admin/keys/{added['key_id']}", headers=h.bearer("admin")).json()
+    assert shown["instance"] is None
+    response = h.client.post("/v1/nodes/instance", json=BIND, headers=h.bearer("provisioner"))
+    assert response.status_code == 200
+    assert response.json() == {"key_id": added["key_id"], "instance": INSTANCE}
+    shown = h.client.get(f"/v1/admin/keys/{added['key_id']}", headers=h.bearer("admin")).json()
+    assert shown["instance"] == INSTANCE
+    [bound] = h.client.get("/v1/admin/audit", params={"event": "bound"}, headers=h.bearer("admin")).json()[
+        "records"
+    ]
+    assert (bound["key_id"], bound["instance"]) == (added["key_id"], INSTANCE)
+    assert bound["actor"] == "credential:prov"
+    terminated = h.client.post(
+        "/v1/nodes/terminated", json={"instance": INSTANCE}, headers=h.bearer("provisioner")
+    )
+    assert terminated.json() == {"revoked": [added["key_id"]]}
+
+
+def test_add_node_with_null_instance_is_unbound(h: Harness) -> None:
+    """An explicit null instance is the same as leaving it out."""
+    added = h.new_key(instance=None)
+    assert h.service.get_key(added["key_id"]).instance is None
+
+
+def test_bind_again_is_idempotent_and_another_instance_is_409(h: Harness) -> None:
+    """A repeated bind answers 200 with no new audit record; another instance is 409 and changes nothing."""
+    added = _add_unbound(h)
+    for _ in range(2):
+        response = h.client.post("/v1/nodes/instance", json=BIND, headers=h.bearer("provisioner"))
+        assert response.json() == {"key_id": added["key_id"], "instance": INSTANCE}
+    other = h.client.post(
+        "/v1/nodes/instance", json={**BIND, "instance": OTHER_INSTANCE}, headers=h.bearer("provisioner")
+    )
+    assert other.status_code == 409
+    assert other.json()["error"] == "conflict"
+    assert [r.event.event.value for r in h.audit()] == ["issued", "bound"]
+    assert h.service.get_key(added["key_id"]).instance == INSTANCE
+
+
+def test_bind_without_live_key_is_404(h: Harness) -> None:
+    """A bind for a node with no live key is 404 and writes nothing."""
+    response = h.client.post("/v1/nodes/instance", json=BIND, headers=h.bearer("provisioner"))
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+    assert h.audit() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"cluster": "prod", "node": "node-1.ec2.internal"},
+        {**BIND, "instance": None},
+        {**BIND, "instance": 7},
+        {**BIND, "extra": "field"},
+        {**BIND, "instance": "i-" + "0" * 30},
+    ],
+)
+def test_bind_bad_body_is_422(h: Harness, body: dict[str, Any]) -> None:
+    """A missing, null, mistyped, unknown or overlong field is 422 and binds nothing."""
+    _add_unbound(h)
+    response = h.client.post("/v1/nodes/instance", json=body, headers=h.bearer("provisioner"))
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert h.service.list_keys()[0].instance is None
+
+
+def test_bind_malformed_instance_is_400(h: Harness) -> None:
+    """An instance id of the right length but the wrong shape is invalid input (400)."""
+    _add_unbound(h)
+    response = h.client.post(
+        "/v1/nodes/instance", json={**BIND, "instance": "i-xyz"}, headers=h.bearer("provisioner")
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_input"
+
+
+def test_bind_needs_the_nodes_add_scope(h: Harness, tmp_path: Path) -> None:
+    """An admin token cannot bind (403, audited) and no token is 401; a terminate-only token is 403 too."""
+    _add_unbound(h)
+    assert h.client.post("/v1/nodes/instance", json=BIND, headers=h.bearer("admin")).status_code == 403
+    assert h.client.post("/v1/nodes/instance", json=BIND).status_code == 401
+    token = create_credential(h.credentials_file, name="term", scopes=["nodes:terminate"], now=T0)[1]
+    refused = h.client.post("/v1/nodes/instance", json=BIND, headers={"authorization": f"Bearer {token}"})
+    assert refused.status_code == 403
+    assert h.service.list_keys()[0].instance is None
+
+
+def test_bind_route_is_in_the_openapi_document(h: Harness) -> None:
+    """The OpenAPI document describes the bind route, its body and its 404 and 409 answers."""
+    document = h.client.get("/openapi.json").json()
+    operation = document["paths"]["/v1/nodes/instance"]["post"]
+    assert {"200", "404", "409", "422"} <= set(operation["responses"])
+    schema = document["components"]["schemas"]["BindInstanceRequest"]
+    assert set(schema["required"]) == {"cluster", "node", "instance"}
+    assert "instance" not in document["components"]["schemas"]["AddNodeRequest"]["required"]
