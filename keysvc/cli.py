@@ -11,6 +11,7 @@ Exit codes::
     3   not found
     4   refused or invalid input
     5   store unavailable
+    6   conflict with existing state (an operation id reused differently, a key bound elsewhere)
     70  any other keysvc error
 """
 
@@ -26,6 +27,7 @@ from keysvc import logging_setup
 from keysvc.errors import (
     AuditIntegrityError,
     ConfigError,
+    Conflict,
     InvalidInput,
     KeysvcError,
     NotFound,
@@ -88,6 +90,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidInput, 4, ""),
     (Refused, 4, ""),
     (StoreUnavailable, 5, "store unavailable: "),
+    (Conflict, 6, "conflict: "),
     (KeysvcError, 70, "error: "),
 )
 

@@ -298,3 +298,36 @@ def test_concurrent_sweeps_audit_each_key_once(tmp_path: Path) -> None:
     events = json.loads(keysvc(tmp_path, "audit", "list", "--event", "expired", "-o", "json").stdout)
     assert sorted(e["key_id"] for e in events) == sorted(expired)
     keysvc(tmp_path, "audit", "verify")
+
+
+def test_issue_without_instance_then_bind(tmp_path: Path) -> None:
+    """`keys issue` without --instance leaves the key unbound ("-" / null); `keys bind` binds it once."""
+    key_id = json.loads(
+        keysvc(tmp_path, "keys", "issue", "--cluster", "prod", "--node", "node-1", "--region", "eu",
+               "-o", "json").stdout
+    )["key_id"]  # fmt: skip
+    row = keysvc(tmp_path, "keys", "list").stdout.splitlines()[1].split()
+    assert row[:5] == [key_id, "prod", "node-1", "-", "eu"]
+    assert json.loads(keysvc(tmp_path, "keys", "show", key_id, "-o", "json").stdout)["instance"] is None
+    assert [line.split() for line in keysvc(tmp_path, "keys", "show", key_id).stdout.splitlines()
+            if line.startswith("instance:")] == [["instance:", "-"]]  # fmt: skip
+
+    bind = ("keys", "bind", "--cluster", "prod", "--node", "node-1", "--instance", INSTANCE)
+    assert keysvc(tmp_path, *bind).stdout.strip() == f"key {key_id} is bound to instance {INSTANCE}"
+    assert json.loads(keysvc(tmp_path, *bind, "-o", "json").stdout) == {
+        "key_id": key_id,
+        "instance": INSTANCE,
+    }
+    assert keysvc(tmp_path, "keys", "list").stdout.splitlines()[1].split()[3] == INSTANCE
+
+    other = keysvc(tmp_path, *bind[:-1], "i-0fedcba9876543210", check=False)
+    assert other.returncode == 6
+    assert other.stderr.startswith("keysvc: conflict: ")
+    missing = keysvc(tmp_path, *bind[:5], "node-9", *bind[6:], check=False)
+    assert missing.returncode == 3
+    bound = json.loads(keysvc(tmp_path, "audit", "list", "--event", "bound", "-o", "json").stdout)
+    assert [(r["event"], r["key_id"], r["instance"]) for r in bound] == [("bound", key_id, INSTANCE)]
+    timeline = keysvc(tmp_path, "audit", "show", key_id).stdout
+    assert f"instance {INSTANCE}" in timeline
+    assert "bound" in timeline
+    keysvc(tmp_path, "audit", "verify")

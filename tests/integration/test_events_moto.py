@@ -310,3 +310,42 @@ def test_lifecycle_action_revokes_and_keeps_the_message_until_completed(
     assert service.get_key(key_id).state == KeyState.REVOKED
     assert (consumer.counters.revoked_keys, consumer.counters.failed, consumer.counters.deleted) == (1, 1, 0)
     assert sum(wiring.counts()) == 1
+
+
+def test_addnode_without_instance_then_bind_then_event_revokes(tmp_path: Path, wiring: Wiring) -> None:
+    """AddNode without instance: an event before `keys bind` revokes nothing, the one after it revokes."""
+    instance = _instance()
+    service = open_service(load_settings(None, str(tmp_path)))
+    issued = service.add_node(
+        AddNode(
+            cluster="prod",
+            node="node-unbound",
+            instance=None,
+            region="local",
+            operation_id=f"op-{uuid.uuid4().hex}",
+            started_at=time.time(),
+        ),
+        actor="provisioner",
+    )
+    key_id = issued.record.key_id
+    env = {**os.environ, **AWS_ENV}
+
+    wiring.publish_state(instance, "terminated")  # RunInstances returned, but nobody bound the id yet
+    counters = json.loads(run_cli(_consume_args(tmp_path, wiring, "--once"), env=env).stdout)
+    assert (counters["revoked_keys"], counters["deleted"]) == (0, 1)
+    assert service.get_key(key_id).state == KeyState.LIVE
+
+    bound = run_cli(
+        ["keysvc", "--state-dir", str(tmp_path), "keys", "bind", "--cluster", "prod",
+         "--node", "node-unbound", "--instance", instance, "-o", "json"]
+    )  # fmt: skip
+    assert json.loads(bound.stdout) == {"key_id": key_id, "instance": instance}
+
+    wiring.publish_state(instance, "shutting-down")
+    counters = json.loads(run_cli(_consume_args(tmp_path, wiring, "--once"), env=env).stdout)
+    assert (counters["revoked_keys"], counters["deleted"]) == (1, 1)
+    assert service.get_key(key_id).state == KeyState.REVOKED
+    kinds = [r.event.event for r in service.audit_log(key_id=key_id)]
+    assert kinds == [EventType.ISSUED, EventType.BOUND, EventType.REVOKED]
+    assert _revocations(service, key_id)[0].event.instance == instance
+    assert wiring.counts() == (0, 0)
