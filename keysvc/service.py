@@ -199,7 +199,7 @@ class KeyService:
 
         Idempotent: binding the instance already bound returns the key and audits nothing again.
         :class:`NotFound` when the node has no live key, :class:`Conflict` when its key is bound to
-        another instance.
+        another instance or the instance is bound to another node's live key.
         """
         cluster = ids.cluster_id(cluster)
         node = ids.node_id(node)
@@ -219,6 +219,8 @@ class KeyService:
                 return rec
             if rec.instance is not None:
                 raise Conflict("the node's key is already bound to another instance")
+            if tx.find_keys(KeyFilter(instance=instance, state=KeyState.LIVE)):
+                raise Conflict("the instance is already bound to another node's live key")
             if not tx.bind_instance(rec.key_id, instance):
                 raise Conflict("the key changed during the request")
             bound = replace(rec, instance=instance)

@@ -488,6 +488,15 @@ def test_bind_another_instance_conflicts(service: KeyService) -> None:
     assert len(service.audit_log(event=EventType.BOUND)) == 1
 
 
+def test_bind_an_instance_held_by_another_node_conflicts(service: KeyService) -> None:
+    """One instance cannot be bound to two nodes' live keys, so one termination revokes one node."""
+    service.add_node(add(node="node-1", op="1", instance=INSTANCE), actor="p")
+    other = service.add_node(add(node="node-2", op="2", instance=None), actor="p")
+    with pytest.raises(Conflict, match="another node"):
+        service.bind_instance(cluster="prod", node="node-2", instance=INSTANCE, actor="p")
+    assert service.get_key(other.record.key_id).instance is None
+
+
 def test_bind_without_live_key_is_not_found(service: KeyService, clock: ManualClock) -> None:
     """Binding fails with NotFound for an unknown node, a revoked key and a key past its expiry."""
     with pytest.raises(NotFound):
