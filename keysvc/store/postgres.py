@@ -52,6 +52,7 @@ from keysvc.models import AuditRecord, KeyRecord, KeyState
 from keysvc.store.interface import AuditFilter, KeyFilter, Migration
 from keysvc.store.migrations.postgres import MIGRATIONS
 from keysvc.store.postgres_url import describe, split_dsn
+from keysvc.store.queries import audit_query, keys_query
 from keysvc.store.rows import (
     AUDIT_COLUMNS,
     HEAD_COLUMNS,
@@ -152,21 +153,7 @@ class PostgresReader:
     @_translated
     def find_keys(self, where: KeyFilter) -> list[KeyRecord]:
         """Return matching keys, oldest issued first."""
-        clauses, params = [], []
-        for column, value in (
-            ("cluster", where.cluster),
-            ("node", where.node),
-            ("instance", where.instance),
-            ("operation_id", where.operation_id),
-            ("state", where.state.value if where.state is not None else None),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        sql = f"SELECT {_KEYS} FROM keys"  # noqa: S608 - column names are constants
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY issued_at, key_id"
+        sql, params = keys_query(where, "%s")
         if where.state is KeyState.LIVE:
             sql += self._lock_rows
         return [key_from_row(row) for row in self._all(sql, params)]
@@ -174,26 +161,7 @@ class PostgresReader:
     @_translated
     def audit_records(self, where: AuditFilter) -> list[AuditRecord]:
         """Return matching audit records in seq order; ``limit`` keeps the most recent."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for clause, value in (
-            ("at >= %s", where.since),
-            ("at < %s", where.until),
-            ("cluster = %s", where.cluster),
-            ("node = %s", where.node),
-            ("event = %s", where.event.value if where.event is not None else None),
-            ("key_id = %s", where.key_id),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        sql = f"SELECT {_AUDIT} FROM audit_records"  # noqa: S608 - column names are constants
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY seq DESC"
-        if where.limit is not None:
-            sql += " LIMIT %s"
-            params.append(where.limit)
+        sql, params = audit_query(where, "%s")
         return [audit_from_row(row) for row in reversed(self._all(sql, params))]
 
     def iter_audit(self) -> Iterator[AuditRecord]:

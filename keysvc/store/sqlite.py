@@ -18,13 +18,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from keysvc.auditchain import ChainHead
 from keysvc.errors import Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
 from keysvc.models import AuditRecord, KeyRecord, KeyState
 from keysvc.store.interface import AuditFilter, KeyFilter, Migration
 from keysvc.store.migrations.sqlite import MIGRATIONS
+from keysvc.store.queries import audit_query, keys_query
 from keysvc.store.rows import (
     AUDIT_COLUMNS,
     HEAD_COLUMNS,
@@ -93,46 +94,13 @@ class SqliteReader:
     @_translated
     def find_keys(self, where: KeyFilter) -> list[KeyRecord]:
         """Return matching keys, oldest issued first."""
-        clauses, params = [], []
-        for column, value in (
-            ("cluster", where.cluster),
-            ("node", where.node),
-            ("instance", where.instance),
-            ("operation_id", where.operation_id),
-            ("state", where.state.value if where.state is not None else None),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        sql = f"SELECT {_KEYS} FROM keys"  # noqa: S608 - column names are constants
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY issued_at, key_id"
+        sql, params = keys_query(where, "?")
         return [key_from_row(row) for row in self._conn.execute(sql, params)]
 
     @_translated
     def audit_records(self, where: AuditFilter) -> list[AuditRecord]:
         """Return matching audit records in seq order; ``limit`` keeps the most recent."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for clause, value in (
-            ("at >= ?", where.since),
-            ("at < ?", where.until),
-            ("cluster = ?", where.cluster),
-            ("node = ?", where.node),
-            ("event = ?", where.event.value if where.event is not None else None),
-            ("key_id = ?", where.key_id),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        sql = f"SELECT {_AUDIT} FROM audit_records"  # noqa: S608 - column names are constants
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY seq DESC"
-        if where.limit is not None:
-            sql += " LIMIT ?"
-            params.append(where.limit)
+        sql, params = audit_query(where, "?")
         rows = self._conn.execute(sql, params).fetchall()
         return [audit_from_row(row) for row in reversed(rows)]
 
