@@ -141,12 +141,9 @@ def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
     return key
 
 
-def canonical_bytes(event: AuditEvent, seq: int, prev_hash: bytes) -> bytes:
-    """Serialize a record's content canonically: sorted-key, compact, ASCII JSON."""
-    content: dict[str, Any] = {
-        "v": 1,
-        "seq": seq,
-        "prev_hash": prev_hash.hex(),
+def event_fields(event: AuditEvent) -> dict[str, Any]:
+    """The event's own fields as JSON-ready data: what a record says happened."""
+    return {
         "at": event.at,
         "event": event.event.value,
         "key_id": event.key_id,
@@ -159,6 +156,11 @@ def canonical_bytes(event: AuditEvent, seq: int, prev_hash: bytes) -> bytes:
         "reason": event.reason,
         "detail": event.detail,
     }
+
+
+def canonical_bytes(event: AuditEvent, seq: int, prev_hash: bytes) -> bytes:
+    """Serialize a record's content canonically: sorted-key, compact, ASCII JSON."""
+    content: dict[str, Any] = {"v": 1, "seq": seq, "prev_hash": prev_hash.hex(), **event_fields(event)}
     return json.dumps(
         content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     ).encode("ascii")
@@ -303,20 +305,9 @@ def _b64(data: bytes) -> str:
 
 def record_to_json(record: AuditRecord) -> dict[str, Any]:
     """Render a record as JSON-ready data, for exports and ``--output json``."""
-    event = record.event
     return {
         "seq": record.seq,
-        "at": event.at,
-        "event": event.event.value,
-        "key_id": event.key_id,
-        "cluster": event.cluster,
-        "node": event.node,
-        "instance": event.instance,
-        "region": event.region,
-        "actor": event.actor,
-        "source": event.source,
-        "reason": event.reason,
-        "detail": event.detail,
+        **event_fields(record.event),
         "prev_hash": record.prev_hash.hex(),
         "record_hash": record.record_hash.hex(),
         "signature": _b64(record.signature),
