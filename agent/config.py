@@ -63,6 +63,8 @@ class AgentConfig:
     request_timeout: float = 30.0
     retry_max_wait: float = 10.0
     ca_file: str | None = None
+    #: Where ``journal:<unit>`` sources are read from (``journalctl --directory``); unset: the system journal.
+    journal_directory: str | None = None
     bucket_url: str = "https://storage.googleapis.com"
     log_level: str = "info"
     proxy_env: tuple[tuple[str, str], ...] = ()
@@ -106,7 +108,13 @@ class AgentConfig:
             raise ConfigError("probe_seconds must be at most 4 so a revocation stops the agent within 5 s")
         if self.expiry_margin_seconds < 0 or self.stop_flush_seconds < 0:
             raise ConfigError("expiry_margin_seconds and stop_flush_seconds must not be negative")
+        _absolute_or_unset("journal_directory", self.journal_directory)
         return self
+
+
+def _absolute_or_unset(name: str, value: str | None) -> None:
+    if value is not None and not Path(value).is_absolute():
+        raise ConfigError(f"{name} must be an absolute path, got {value!r}")
 
 
 _FIELDS = {f.name: f for f in fields(AgentConfig)}

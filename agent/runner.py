@@ -236,7 +236,7 @@ class Agent:
                     log.warning("source_skipped", source=spec, reason=why)
                     self.skipped.add(spec)
                     continue
-                spool = JournalSpool(unit, self.store)
+                spool = JournalSpool(unit, self.store, directory=self.config.journal_directory)
                 self.spools[spec] = spool
                 tail = FileTail(str(spool.spool), self.store, spec=spec, skip=set())
                 tail.limit = spool.state.spool_size

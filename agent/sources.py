@@ -308,10 +308,22 @@ def own_output_identities() -> set[tuple[int, int]]:
 
 
 class JournalSpool:
-    """Copies a journald unit's entries (``journalctl`` with a cursor) into an append-only spool file."""
+    """Copies a journald unit's entries (``journalctl`` with a cursor) into an append-only spool file.
 
-    def __init__(self, unit: str, store: StateStore, journalctl: str | None = None) -> None:
+    ``directory`` reads the journal files there (``journalctl --directory``) instead of the system
+    journal; ``--boot`` then means the latest boot those files hold.
+    """
+
+    def __init__(
+        self,
+        unit: str,
+        store: StateStore,
+        journalctl: str | None = None,
+        *,
+        directory: str | None = None,
+    ) -> None:
         self.unit = unit
+        self.directory = directory
         self.spec = f"journal:{unit}"
         self.source_id = source_id(self.spec)
         self.store = store
@@ -350,6 +362,8 @@ class JournalSpool:
             "--quiet",
             "--show-cursor",
         ]
+        if self.directory is not None:
+            argv.append(f"--directory={self.directory}")
         argv += ["--after-cursor", self.state.cursor] if self.state.cursor else ["--boot"]
         with self.spool.open("r+b") as spool:
             spool.seek(self.state.spool_size)

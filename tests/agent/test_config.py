@@ -60,6 +60,8 @@ def test_proxy_variables_are_captured_in_both_cases(tmp_path: Path) -> None:
         ({"NODELOGS_CHUNK_BYTES": "100"}, "chunk_bytes must be between"),
         ({"NODELOGS_ENDPOINT": "keysvc:8080"}, "endpoint must be an http"),
         ({"NODELOGS_PROBE_SECONDS": "10"}, "within 5 s"),
+        ({"NODELOGS_JOURNAL_DIRECTORY": "var/log/journal"}, "journal_directory must be an absolute path"),
+        ({"NODELOGS_JOURNAL_DIRECTORY": ""}, "journal_directory must be an absolute path"),
     ],
 )
 def test_bad_values_name_the_setting(tmp_path: Path, extra: dict[str, str], message: str) -> None:
@@ -89,3 +91,13 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     config = load(env(tmp_path))
     with pytest.raises(AttributeError):
         config.chunk_bytes = 1  # type: ignore[misc]
+
+
+def test_journal_directory_is_unset_by_default_and_read_from_toml_or_environment(tmp_path: Path) -> None:
+    """Unset means the system journal; the TOML key sets it and NODELOGS_JOURNAL_DIRECTORY overrides it."""
+    assert load(env(tmp_path)).journal_directory is None
+    toml = tmp_path / "agent.toml"
+    toml.write_text('journal_directory = "/var/log/journal/remote"\n')
+    assert load(env(tmp_path, NODELOGS_CONFIG=str(toml))).journal_directory == "/var/log/journal/remote"
+    config = load(env(tmp_path, NODELOGS_CONFIG=str(toml), NODELOGS_JOURNAL_DIRECTORY="/run/log/journal"))
+    assert config.journal_directory == "/run/log/journal"

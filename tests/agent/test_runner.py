@@ -19,7 +19,7 @@ from agent.sources import FileTail
 from agent.transport import Response
 from keysvc import keyformat
 from tests.agent.fake_cloud import FakeCloud, reassemble
-from tests.agent.test_sources import fake_journalctl
+from tests.agent.journal_files import Journal
 
 
 def make_config(tmp_path: Path, sources: tuple[str, ...], **overrides: object) -> AgentConfig:
@@ -247,20 +247,21 @@ def test_stop_while_bucket_down_keeps_the_intent_for_the_next_run(tmp_path: Path
     assert run.stop() == 0
 
 
-def test_journal_units_are_spooled_and_shipped(
-    tmp_path: Path, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """journal:kubelet is read through journalctl (a stand-in on PATH here) and shipped as its own source."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    entries = [
-        "2026-11-28T08:00:00+0000 vm kubelet[7]: Starting kubelet",
-        "2026-11-28T08:00:01+0000 vm kubelet[7]: ok",
-    ]
-    script = Path(fake_journalctl(bin_dir, entries))
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    run = Running(make_config(tmp_path, ("journal:kubelet", "journal:nodelogs-agent")), cloud)
-    expected = ("\n".join(entries) + "\n").encode()
+def test_journal_units_are_spooled_and_shipped(tmp_path: Path, cloud: FakeCloud) -> None:
+    """journal:kubelet is read by the real journalctl from journal_directory and shipped as its own source."""
+    journal = Journal(tmp_path / "journal")
+    journal.write(
+        journal.entries("kubelet.service", [b"Starting kubelet", b"ok"])
+        + journal.entries("containerd.service", [b"not this unit"])
+    )
+    config = make_config(
+        tmp_path,
+        ("journal:kubelet", "journal:nodelogs-agent"),
+        journal_directory=str(journal.directory),
+    )
+    run = Running(config, cloud)
+    expected = journal.read("kubelet.service")
+    assert expected.count(b"\n") == 2
 
     def shipped() -> bytes:
         with cloud.lock:
@@ -271,6 +272,5 @@ def test_journal_units_are_spooled_and_shipped(
             return b""
 
     wait_for(lambda: shipped() == expected)
-    assert script.exists()
     assert run.stop() == 0
     assert all(not name.startswith(source_id("journal:nodelogs-agent")) for name in cloud.objects)

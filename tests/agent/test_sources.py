@@ -1,9 +1,8 @@
-"""Following files: late files, tiny files, rotation both ways, truncation, restarts, journald spooling."""
+"""Following files: late and tiny files, rotation both ways, truncation, restarts (journald: test_journal)."""
 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from agent.checkpoint import Position, StateStore
@@ -183,47 +182,6 @@ def test_globs_expand_to_regular_files_only(tmp_path: Path) -> None:
     assert is_glob(str(tmp_path / "*.log"))
     assert not is_glob("/var/log/syslog")
     assert expand(str(tmp_path / "*.log")) == [str(tmp_path / "a.log"), str(tmp_path / "b.log")]
-
-
-def fake_journalctl(tmp_path: Path, entries: list[str]) -> str:
-    """A stand-in journalctl executable printing entries after the given cursor, then its cursor line."""
-    script = tmp_path / "journalctl"
-    lines = "\n".join(entries)
-    script.write_text(
-        "#!/usr/bin/env python3\nimport sys\n"
-        f"entries = {lines.splitlines()!r}\n"
-        "args = sys.argv[1:]\n"
-        "after = int(args[args.index('--after-cursor') + 1]) if '--after-cursor' in args else 0\n"
-        "for line in entries[after:]:\n    print(line)\n"
-        "if entries[after:]:\n    print('-- cursor: %d' % len(entries))\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return str(script)
-
-
-def test_journal_spool_appends_new_entries_once(tmp_path: Path) -> None:
-    """journalctl output is spooled without its cursor line, and a second pull adds only new entries."""
-    store = StateStore(tmp_path / "state").open()
-    entries = ["2026-11-28T08:00:00+0000 vm kubelet[1]: one", "2026-11-28T08:00:01+0000 vm kubelet[1]: two"]
-    spool = JournalSpool("kubelet", store, journalctl=fake_journalctl(tmp_path, entries))
-    size = spool.pull()
-    assert spool.spool.read_bytes()[:size] == ("\n".join(entries) + "\n").encode()
-    assert spool.pull() == size
-    restarted = JournalSpool("kubelet", store, journalctl=fake_journalctl(tmp_path, [*entries, "three"]))
-    assert restarted.state.cursor == "2"
-    restarted.pull()
-    assert restarted.spool.read_bytes().endswith(b"two\nthree\n")
-
-
-def test_journal_spool_drops_uncommitted_output_on_restart(tmp_path: Path) -> None:
-    """Bytes appended after the last committed cursor (a crash mid-pull) are cut off at the next start."""
-    store = StateStore(tmp_path / "state").open()
-    spool = JournalSpool("kubelet", store, journalctl=fake_journalctl(tmp_path, ["a"]))
-    spool.pull()
-    with spool.spool.open("ab") as handle:
-        handle.write(b"half-written entry")
-    JournalSpool("kubelet", store)
-    assert spool.spool.read_bytes() == b"a\n"
 
 
 def test_agent_never_follows_its_own_unit() -> None:
