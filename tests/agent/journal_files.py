@@ -11,7 +11,6 @@ with the first, and a cursor from one file carries on into the other, like journ
 
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 import uuid
@@ -31,6 +30,8 @@ class Entry:
     realtime_us: int
     boot_id: str
     pid: int = 4242
+    #: SYSLOG_IDENTIFIER; empty: the unit name without ``.service``.
+    identifier: str = ""
     hostname: str = "node-1"
     extra: tuple[tuple[str, bytes], ...] = field(default=())
 
@@ -42,7 +43,7 @@ class Entry:
             ("_BOOT_ID", self.boot_id.encode()),
             ("_HOSTNAME", self.hostname.encode()),
             ("_SYSTEMD_UNIT", self.unit.encode()),
-            ("SYSLOG_IDENTIFIER", self.unit.removesuffix(".service").encode()),
+            ("SYSLOG_IDENTIFIER", (self.identifier or self.unit.removesuffix(".service")).encode()),
             ("_PID", str(self.pid).encode()),
             ("PRIORITY", b"6"),
             ("MESSAGE", self.message),
@@ -72,6 +73,19 @@ class Journal:
             self.clock_us += 1000
             out.append(Entry(unit, message, self.clock_us, self.boot_id))
         return out
+
+    def from_pid1(self, unit: str, message: bytes) -> Entry:
+        """What systemd (PID 1) logs about ``unit``; ``journalctl --unit`` shows it with the unit's own."""
+        self.clock_us += 1000
+        return Entry(
+            "init.scope",
+            message,
+            self.clock_us,
+            self.boot_id,
+            pid=1,
+            identifier="systemd",
+            extra=(("UNIT", unit.encode()),),
+        )
 
     def write(self, entries: list[Entry], file_name: str = "remote.journal") -> None:
         """Append ``entries`` to ``directory/file_name`` with the real ``systemd-journal-remote``."""
@@ -103,6 +117,5 @@ class Journal:
             capture_output=True,
             timeout=30,
             check=True,
-            env={**os.environ, "SYSTEMD_COLORS": "0"},
         )
         return done.stdout
