@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from keysvc import credentials, keyformat
 from keysvc.errors import InvalidInput
 
 # Kubernetes cluster names and our region names are DNS labels.
@@ -56,5 +57,12 @@ def region(value: object) -> str:
 
 
 def operation_id(value: object) -> str:
-    """Return ``value`` if it is a valid AddNode operation id, else raise :class:`InvalidInput`."""
-    return _check("operation_id", value, _OPERATION, 128)
+    """Return ``value`` if it is a valid AddNode operation id, else raise :class:`InvalidInput`.
+
+    Its charset admits ``_``, so a key or token pasted here would fit; it is stored and audited for
+    good, so anything carrying a secret's prefix is refused.
+    """
+    checked = _check("operation_id", value, _OPERATION, 128)
+    if keyformat.PREFIX in checked or credentials.PREFIX in checked:
+        raise InvalidInput("invalid operation_id: it contains something shaped like a key or token")
+    return checked

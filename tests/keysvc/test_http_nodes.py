@@ -270,3 +270,15 @@ def test_bind_route_is_in_the_openapi_document(h: Harness) -> None:
     schema = document["components"]["schemas"]["BindInstanceRequest"]
     assert set(schema["required"]) == {"cluster", "node", "instance"}
     assert "instance" not in document["components"]["schemas"]["AddNodeRequest"]["required"]
+
+
+def test_operation_id_holding_a_key_is_400_and_never_audited(h: Harness) -> None:
+    """An AddNode whose operation id is an ingest key is refused and the key reaches no record."""
+    key = h.new_key()["key"]
+    before = h.audit()
+    response = h.add_node(operation_id=key)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_input"
+    assert key not in response.text
+    assert h.audit() == before
+    assert all(rec.operation_id != key for rec in h.service.list_keys())

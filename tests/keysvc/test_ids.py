@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keysvc import ids
+from keysvc import credentials, ids, keyformat
 from keysvc.errors import InvalidInput
 
 
@@ -54,3 +54,14 @@ def test_non_strings_are_refused() -> None:
     for value in (None, 1, b"prod", ["prod"]):
         with pytest.raises(InvalidInput):
             ids.cluster_id(value)
+
+
+def test_operation_id_shaped_like_a_secret_is_refused() -> None:
+    """An operation id carrying an ingest key or a provisioner token is refused, so no secret is stored."""
+    key = keyformat.mint().key
+    _, token = credentials.mint_token()
+    for value in (key, f"op-{key}", token, f"retry:{token}"):
+        with pytest.raises(InvalidInput, match="invalid operation_id") as caught:
+            ids.operation_id(value)
+        assert key not in str(caught.value)
+        assert token not in str(caught.value)
