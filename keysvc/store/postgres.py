@@ -43,11 +43,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from keysvc.auditchain import ChainHead
-from keysvc.errors import Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
+from keysvc.errors import ConfigError, Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
 from keysvc.models import AuditRecord, KeyRecord, KeyState
 from keysvc.store.interface import AuditFilter, KeyFilter, Migration
 from keysvc.store.migrations.postgres import MIGRATIONS
@@ -324,6 +325,15 @@ class PostgresStore:
     def __init__(self, database: str, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
         url, self.pool_settings = split_dsn(database)
         self.description = describe(database)
+        try:
+            conninfo_to_dict(url)
+        except psycopg.Error:
+            # libpq's parse errors quote the URL or its password; the pool would log them on every
+            # retry. Refuse it here, before any pool exists, and without chaining that text.
+            raise ConfigError(
+                f"state.database is not a URL libpq accepts ({self.description}): check its syntax, "
+                "percent-encoding and query parameters"
+            ) from None
         self._migrations = migrations
         kwargs: dict[str, Any] = {"autocommit": True, "application_name": "keysvc"}
         if self.pool_settings.connect_timeout:

@@ -9,7 +9,7 @@ ones); :func:`describe` names a database without its password, for logs and comm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from keysvc.errors import ConfigError
 
@@ -28,7 +28,7 @@ class PoolSettings:
 
 def split_dsn(database: str) -> tuple[str, PoolSettings]:
     """Separate keysvc's ``pool_*`` parameters from a PostgreSQL URL; return the libpq URL and them."""
-    parts = urlsplit(database)
+    parts = _split(database)
     if parts.scheme not in {"postgresql", "postgres"}:
         raise ConfigError("a PostgreSQL database URL starts with postgresql://")
     kept: list[tuple[str, str]] = []
@@ -56,9 +56,23 @@ def split_dsn(database: str) -> tuple[str, PoolSettings]:
     return url, PoolSettings(min_size, max_size, timeout, connect_timeout)
 
 
+def _split(database: str) -> SplitResult:
+    """Split a database URL; a malformed one is a :class:`ConfigError` that does not echo it."""
+    try:
+        parts = urlsplit(database)
+        _ = parts.port  # parsed lazily; a non-numeric or out-of-range port raises here
+    except ValueError:
+        # The URL is not echoed, nor chained: it may carry the password.
+        raise ConfigError("state.database is not a well-formed PostgreSQL URL") from None
+    return parts
+
+
 def describe(database: str) -> str:
     """Return a PostgreSQL URL without its password or parameters, safe for logs and messages."""
-    parts = urlsplit(database)
+    try:
+        parts = _split(database)
+    except ConfigError:
+        return "<malformed PostgreSQL URL>"
     host = parts.hostname or "localhost"
     port = f":{parts.port}" if parts.port else ""
     user = f"{parts.username}@" if parts.username else ""

@@ -6,6 +6,7 @@ Each "replica" here is its own :class:`PostgresStore` (its own connection pool) 
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -85,6 +86,26 @@ def test_bad_pool_parameters_are_config_errors(query: str) -> None:
     with pytest.raises(ConfigError) as caught:
         split_dsn(f"postgresql://u:secret@db/keysvc?{query}")
     assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://u:s3cretpw%zz@127.0.0.1:1/keysvc",
+        "postgresql://u:s3cretpw@127.0.0.1:1/keysvc?no_such_option=1",
+        "postgresql://u:s3cretpw@[::1/keysvc",
+        "postgresql://u:s3cretpw@db:port/keysvc",
+    ],
+)
+def test_malformed_dsn_is_a_config_error_that_never_shows_the_password(
+    dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A URL libpq or urllib cannot parse is a ConfigError, and neither it nor any log names the password."""
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConfigError) as caught:
+        PostgresStore(dsn)
+    assert "s3cretpw" not in str(caught.value)
+    assert "s3cretpw" not in caplog.text
+    assert "s3cretpw" not in describe(dsn)
 
 
 def test_node_lock_keys_are_stable_int4() -> None:
