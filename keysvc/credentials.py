@@ -143,6 +143,8 @@ def read_credentials(path: Path) -> dict[str, Credential]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read credentials file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"credentials file {path} is not UTF-8 text") from exc
     return parse_credentials(text, origin=str(path))
 
 

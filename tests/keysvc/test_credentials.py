@@ -85,6 +85,19 @@ def test_a_broken_file_keeps_the_last_good_set(tmp_path: Path) -> None:
     assert isinstance(live.authenticate(token, "nodes:add"), Success)
 
 
+def test_a_file_that_is_not_utf8_is_a_config_error_and_keeps_the_last_good_set(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are a ConfigError, and a running server keeps its last good credentials."""
+    path = tmp_path / "c.toml"
+    _, token = create_credential(path, name="prov", scopes=["nodes:add"], now=T0)
+    live = CredentialFile(path)
+    assert isinstance(live.authenticate(token, "nodes:add"), Success)
+    path.write_bytes(b"\xff\xfe[[credential]]\n")
+    os.utime(path, ns=(1, 1))
+    assert isinstance(live.authenticate(token, "nodes:add"), Success)
+    with pytest.raises(ConfigError, match="UTF-8"):
+        read_credentials(path)
+
+
 def test_a_missing_file_accepts_nothing(tmp_path: Path) -> None:
     """Without a credentials file every token is unknown."""
     live = CredentialFile(tmp_path / "absent.toml")
