@@ -91,3 +91,11 @@ def test_rate_limit_and_shutdown_come_from_the_file() -> None:
     assert settings.server.graceful_seconds == 3
     with pytest.raises(ConfigError, match="auth_burst"):
         Settings.from_mapping({"server": {"auth_burst": 0}})
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """A config file holding bytes that are not UTF-8 is a ConfigError naming it, not a traceback."""
+    config = tmp_path / "keysvc.toml"
+    config.write_bytes(b'[server]\nhost = "\xff"\n')
+    with pytest.raises(ConfigError, match="UTF-8"):
+        Settings.from_file(config)
