@@ -26,9 +26,9 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.errors import StateCorrupt
 
@@ -127,6 +127,25 @@ def _load_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
+_T = TypeVar("_T")
+_SCALARS = {"int": int, "str": str}
+
+
+def _build(cls: type[_T], data: Any, path: Path) -> _T:
+    """Build a state record from parsed JSON, refusing missing, extra or wrongly typed fields."""
+    if not isinstance(data, dict):
+        raise StateCorrupt(f"state file {path} has missing or extra fields")
+    try:
+        record = cls(**data)
+    except TypeError as exc:
+        raise StateCorrupt(f"state file {path} has missing or extra fields") from exc
+    for item in fields(record):  # type: ignore[arg-type]
+        wanted = _SCALARS.get(str(item.type))
+        if wanted is not None and type(getattr(record, item.name)) is not wanted:
+            raise StateCorrupt(f"state file {path}: {item.name} is not of type {item.type}")
+    return record
+
+
 def _dump(record: dict[str, Any]) -> bytes:
     return json.dumps({"version": STATE_VERSION, **record}, sort_keys=True).encode()
 
@@ -160,11 +179,8 @@ class StateStore:
         data = _load_json(path)
         if data is None:
             return None
-        try:
-            data.pop("version")
-            position = Position(**data)
-        except TypeError as exc:
-            raise StateCorrupt(f"state file {path} has missing or extra fields") from exc
+        data.pop("version")
+        position = _build(Position, data, path)
         if position.source_id != source_id or position.offset < 0 or position.generation < 1:
             raise StateCorrupt(f"state file {path} does not add up (source, generation or offset)")
         return position
@@ -199,12 +215,12 @@ class StateStore:
         data = _load_json(path)
         if data is None:
             return None
-        try:
-            data.pop("version")
-            chunks = tuple(StagedChunk(**chunk) for chunk in data.pop("chunks"))
-            intent = Intent(chunks=chunks, **data)
-        except (TypeError, KeyError) as exc:
-            raise StateCorrupt(f"state file {path} has missing or extra fields") from exc
+        data.pop("version")
+        listed = data.pop("chunks", None)
+        if not isinstance(listed, list):
+            raise StateCorrupt(f"state file {path} has missing or extra fields")
+        chunks = tuple(_build(StagedChunk, chunk, path) for chunk in listed)
+        intent = _build(Intent, {**data, "chunks": chunks}, path)
         previous = None
         for chunk in intent.chunks:
             if chunk.start >= chunk.end or (previous is not None and chunk.start != previous):
@@ -248,10 +264,8 @@ class StateStore:
         data = _load_json(path)
         if data is None:
             return None
-        try:
-            return JournalState(cursor=str(data["cursor"]), spool_size=int(data["spool_size"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StateCorrupt(f"state file {path} has missing or bad fields") from exc
+        data.pop("version")
+        return _build(JournalState, data, path)
 
     def save_journal(self, source_id: str, state: JournalState) -> None:
         """Durably record a journald cursor together with the spool size it corresponds to."""

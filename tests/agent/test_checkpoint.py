@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,66 @@ def test_journal_state_round_trips(tmp_path: Path) -> None:
     store = StateStore(tmp_path).open()
     store.save_journal("j", JournalState("s=abc;i=1", 42))
     assert store.load_journal("j") == JournalState("s=abc;i=1", 42)
+
+
+@pytest.mark.parametrize(
+    ("folder", "record"),
+    [
+        (
+            "positions",
+            {"source_id": "src-1", "path": "/x", "generation": 1, "offset": "5", "dev": 1, "ino": 1}
+            | {"fp_start": 0, "fingerprint": "ab"},
+        ),
+        (
+            "positions",
+            {"source_id": "src-1", "path": "/x", "generation": True, "offset": 5, "dev": 1, "ino": 1}
+            | {"fp_start": 0, "fingerprint": "ab"},
+        ),
+        (
+            "positions",
+            {"source_id": "src-1", "path": None, "generation": 1, "offset": 5, "dev": 1, "ino": 1}
+            | {"fp_start": 0, "fingerprint": "ab"},
+        ),
+        ("intents", {"source_id": "src-1", "path": "/x", "generation": 1, "dev": 1, "ino": 1, "chunks": 7}),
+        (
+            "intents",
+            {"source_id": "src-1", "path": "/x", "generation": 1, "dev": 1, "ino": 1}
+            | {
+                "chunks": [
+                    {"start": None, "end": 10, "suffix": "s", "staged": "f", "sha256": "0", "fp_start": 0}
+                    | {"fingerprint": "ab"}
+                ]
+            },
+        ),
+        (
+            "intents",
+            {"source_id": "src-1", "path": "/x", "generation": 1, "dev": 1, "ino": 1}
+            | {
+                "chunks": [
+                    {"start": 0, "end": 10, "suffix": "s", "staged": "../positions/p.json", "sha256": "0"}
+                    | {"fp_start": 0, "fingerprint": "ab"}
+                ]
+            },
+        ),
+        ("journal", {"cursor": {"a": 1}, "spool_size": 3}),
+        ("journal", {"cursor": "c", "spool_size": 2.5}),
+    ],
+)
+def test_wrong_types_in_state_files_are_refused_naming_the_file(
+    tmp_path: Path, folder: str, record: dict[str, object]
+) -> None:
+    """A state file with a wrongly typed field is StateCorrupt naming it, not a crash; nothing is deleted."""
+    store = StateStore(tmp_path).open()
+    (store.positions / "p.json").write_text("keep")
+    (tmp_path / folder / "src-1.json").write_text(json.dumps({"version": 1, **record}))
+    load = {
+        "positions": store.load_position,
+        "intents": store.load_intent,
+        "journal": store.load_journal,
+    }[folder]
+    with pytest.raises(StateCorrupt, match=r"src-1\.json"):
+        load("src-1")
+    if folder == "intents":
+        with pytest.raises(StateCorrupt, match=r"src-1\.json"):
+            StateStore(tmp_path).open()
+    assert (store.positions / "p.json").read_text() == "keep"
