@@ -78,9 +78,8 @@ class AgentConfig:
         for name in ("endpoint", "cluster", "node", "region"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} is required (NODELOGS_{name.upper()} or --{name})")
-        parts = urlsplit(self.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"endpoint must be an http(s) URL, got {self.endpoint!r}")
+        _http_url("endpoint", self.endpoint)
+        _http_url("bucket_url", self.bucket_url)
         if not self.sources:
             raise ConfigError("at least one source is required")
         # Incompressible data gzips to slightly more than its size; keysvc signs a size bound into each
@@ -110,6 +109,17 @@ class AgentConfig:
             raise ConfigError("expiry_margin_seconds and stop_flush_seconds must not be negative")
         _absolute_or_unset("journal_directory", self.journal_directory)
         return self
+
+
+def _http_url(name: str, value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # parsed lazily: a non-numeric or out-of-range port raises here
+    except ValueError:
+        usable = False
+    if not usable:
+        raise ConfigError(f"{name} must be an http(s) URL with a host and a valid port, got {value!r}")
 
 
 def _absolute_or_unset(name: str, value: str | None) -> None:
