@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from agent.errors import (
+    ConfigError,
     ConnectError,
     ConnectionLost,
     ProxyError,
@@ -83,7 +84,11 @@ class Transport:
         self._timeout = timeout
         self._connect_timeout = connect_timeout if connect_timeout is not None else min(timeout, 10.0)
         self._max_body = max_body_bytes
-        self._tls = ssl.create_default_context(cafile=ca_file)
+        try:
+            self._tls = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
+            reason = exc.strerror or getattr(exc, "reason", None) or type(exc).__name__
+            raise ConfigError(f"ca_file {ca_file} cannot be used as a CA bundle: {reason}") from exc
         self._idle: dict[_PoolKey, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 

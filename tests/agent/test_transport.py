@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConnectError, ConnectionLost, ProxyError, RequestTimeout, ResponseTooLarge
+from agent.errors import (
+    ConfigError,
+    ConnectError,
+    ConnectionLost,
+    ProxyError,
+    RequestTimeout,
+    ResponseTooLarge,
+)
 from agent.proxyconfig import ProxyConfig
 from agent.transport import Transport
 from tests import certs
@@ -287,3 +294,15 @@ def test_https_refuses_an_unknown_certificate(
     server = serve(keep_alive, _server_tls(tls_files))
     with direct() as transport, pytest.raises(ConnectError, match="TLS"):
         transport.request("GET", f"https://127.0.0.1:{server.port}/")
+
+
+@pytest.mark.parametrize("kind", ["absent", "not a certificate", "a directory"])
+def test_unusable_ca_file_is_a_config_error_naming_it(tmp_path: Path, kind: str) -> None:
+    """A ca_file that is absent, holds no certificate or is a directory is a ConfigError, not a traceback."""
+    path = tmp_path / "ca.pem"
+    if kind == "not a certificate":
+        path.write_text("hello\n")
+    elif kind == "a directory":
+        path.mkdir()
+    with pytest.raises(ConfigError, match="ca_file"):
+        Transport(ProxyConfig(), ca_file=str(path))
