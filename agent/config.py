@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,7 +67,8 @@ class AgentConfig:
     journal_directory: str | None = None
     bucket_url: str = "https://storage.googleapis.com"
     log_level: str = "info"
-    proxy_env: tuple[tuple[str, str], ...] = ()
+    #: Left out of ``repr``: a proxy URL may carry a password.
+    proxy_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def proxy_environ(self) -> dict[str, str]:
         """Return the proxy variables the agent was started with, for ``ProxyConfig.from_env``."""

@@ -106,3 +106,10 @@ def test_journal_directory_is_unset_by_default_and_read_from_toml_or_environment
     assert load(env(tmp_path, NODELOGS_CONFIG=str(toml))).journal_directory == "/var/log/journal/remote"
     config = load(env(tmp_path, NODELOGS_CONFIG=str(toml), NODELOGS_JOURNAL_DIRECTORY="/run/log/journal"))
     assert config.journal_directory == "/run/log/journal"
+
+
+def test_repr_never_shows_a_proxy_password(tmp_path: Path) -> None:
+    """The config's repr (in a traceback or a debug line) leaves out the proxy variables and passwords."""
+    config = load(env(tmp_path, HTTPS_PROXY="http://user:s3cretpw@proxy:3128"))
+    assert config.proxy_environ() == {"HTTPS_PROXY": "http://user:s3cretpw@proxy:3128"}
+    assert "s3cretpw" not in repr(config)
