@@ -120,9 +120,17 @@ class Agent:
         return term is not None and now >= term + self.config.stop_flush_seconds
 
     def _sleep(self, seconds: float) -> None:
-        self.signals.wake.wait(max(0.0, seconds))
-        if self.signals.terminate_at is None and not self.signals.refused.is_set():
-            self.signals.wake.clear()
+        term = self.signals.terminate_at
+        if term is None:
+            self.signals.wake.wait(max(0.0, seconds))
+            if self.signals.terminate_at is None and not self.signals.refused.is_set():
+                self.signals.wake.clear()
+            return
+        # After SIGTERM ``wake`` stays set, so the loop goes straight to the final flush; the flush's
+        # retries must still back off (else they spin and flood the journal) until its budget ends
+        # or keysvc refuses the key.
+        left = term + self.config.stop_flush_seconds - self.monotonic()
+        self.signals.refused.wait(max(0.0, min(seconds, left)))
 
     def _probe_loop(self) -> None:
         while not self.signals.refused.is_set():

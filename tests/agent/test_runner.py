@@ -247,6 +247,31 @@ def test_stop_while_bucket_down_keeps_the_intent_for_the_next_run(tmp_path: Path
     assert run.stop() == 0
 
 
+def test_retries_after_sigterm_still_back_off(tmp_path: Path, cloud: FakeCloud) -> None:
+    """During the SIGTERM flush a bucket that keeps failing is retried with backoff, not in a busy loop."""
+    puts_after_stop: list[float] = []
+    stopped = threading.Event()
+
+    def failing_put(method: str, _url: str) -> Response | None:
+        if method != "PUT":
+            return None
+        if stopped.is_set():
+            puts_after_stop.append(time.monotonic())
+        return Response(503, {}, b"")
+
+    cloud.faults.append(failing_put)
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"must not be lost\n")
+    config = make_config(tmp_path, (str(log),), stop_flush_seconds=1.0, retry_max_wait=0.2)
+    run = Running(config, cloud)
+    time.sleep(0.5)
+    stopped.set()
+    assert run.stop() == 0
+    # Full-jitter backoff capped at 0.2 s averages 0.1 s a retry: about 10 PUTs in the 1 s budget.
+    assert 1 <= len(puts_after_stop) <= 60
+    assert list((Path(config.state_dir) / "intents").iterdir())
+
+
 def test_journal_units_are_spooled_and_shipped(tmp_path: Path, cloud: FakeCloud) -> None:
     """journal:kubelet is read by the real journalctl from journal_directory and shipped as its own source."""
     journal = Journal(tmp_path / "journal")
