@@ -83,6 +83,11 @@ def describe_validation(errors: Sequence[Mapping[str, Any]]) -> tuple[int, str, 
         return 400, "malformed_json", "the request body is not valid JSON"
     parts = []
     for error in errors[:5]:
-        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        loc = [part for part in error.get("loc", ()) if part != "body"]
+        msg = error.get("msg", "invalid")
+        if error.get("type") == "extra_forbidden" and loc:
+            # The last part is the caller's own field name: it could be anything, even a key.
+            loc, msg = loc[:-1], "unknown fields are not permitted"
+        where = ".".join(str(part) for part in loc) or "body"
+        parts.append(f"{where}: {msg}")
     return 422, "invalid_request", "; ".join(parts)

@@ -109,6 +109,18 @@ def test_errors_never_echo_input(h: Harness) -> None:
     assert key not in response.text
 
 
+def test_errors_never_echo_an_unknown_field_name(h: Harness) -> None:
+    """A key or any other text sent as the name of an unknown field is not repeated in the 422 message."""
+    key = h.new_key()["key"]
+    body = {"cluster": "c", "node": "n", "region": "eu", "objects": [{"name": "x", "q" * 40: 1}], key: 1}
+    response = h.client.post("/v1/ingest/grants", json=body, headers={"authorization": f"Bearer {key}"})
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert key not in response.text
+    assert "q" * 40 not in response.text
+    assert "unknown field" in response.json()["message"]
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
