@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -64,3 +65,14 @@ def test_signer_id_is_public_key_fingerprint() -> None:
     assert len(a.signer_id) == len("ed25519:") + 32
     assert a.signer_id != b.signer_id
     assert "PRIVATE" not in a.public_key_pem()
+
+
+def test_a_stale_temporary_file_does_not_block_the_first_start(tmp_path: Path) -> None:
+    """A temp file left by a crashed start (with this process's pid, as in a container) is no obstacle."""
+    path = tmp_path / "state" / "audit.pem"
+    path.parent.mkdir()
+    stale = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    stale.write_bytes(b"half a key")
+    signer = audit_signing.load_or_create(path)
+    assert audit_signing.load_or_create(path).signer_id == signer.signer_id
+    assert path.stat().st_mode & 0o777 == 0o600
