@@ -105,11 +105,19 @@ def test_agent_unit_follows_the_node_contract() -> None:
 
 
 def test_keysvc_units_run_unprivileged() -> None:
-    """keysvc and its consumer run as a dynamic user with no capabilities and their secrets as credentials."""
+    """keysvc and its consumer run as the keysvc user with no capabilities; only serve gets the signer key."""
     for unit in ("keysvc.service", "keysvc-events.service"):
         settings = _settings(unit)
-        assert settings["DynamicUser"] == ["yes"]
+        assert settings["User"] == ["keysvc"]
+        assert "DynamicUser" not in settings
         assert settings["CapabilityBoundingSet"] == [""]
         assert settings["ProtectSystem"] == ["strict"]
-        assert len(settings["LoadCredential"]) == 2
+    serve = _settings("keysvc.service")
+    assert serve["LoadCredential"] == ["service-account.json:/etc/keysvc/service-account.json"]
+    # Read in place, not copied at start by LoadCredential=, so token rotation needs no restart.
+    assert "Environment" in serve
+    assert "KEYSVC_CREDENTIALS_FILE=/etc/keysvc/credentials.toml" in serve["Environment"]
+    assert "LoadCredential" not in _settings("keysvc-events.service")
+    sysusers = (UNITS_DIR / "keysvc.sysusers").read_text().splitlines()
+    assert [line.split()[:2] for line in sysusers if line and not line.startswith("#")] == [["u", "keysvc"]]
     assert _settings("keysvc-events.service")["ExecStart"] == ["/opt/keysvc/venv/bin/keysvc events consume"]
