@@ -114,9 +114,10 @@ def test_keysvc_units_run_unprivileged() -> None:
         assert settings["ProtectSystem"] == ["strict"]
     serve = _settings("keysvc.service")
     assert serve["LoadCredential"] == ["service-account.json:/etc/keysvc/service-account.json"]
-    # Read in place, not copied at start by LoadCredential=, so token rotation needs no restart.
-    assert "Environment" in serve
-    assert "KEYSVC_CREDENTIALS_FILE=/etc/keysvc/credentials.toml" in serve["Environment"]
+    # The credentials file is read in place from the state directory (not copied at start by
+    # LoadCredential=), so token rotation needs no restart.
+    assert "KEYSVC_STATE_DIR=/var/lib/keysvc" in serve["Environment"]
+    assert not any(env.startswith("KEYSVC_CREDENTIALS_FILE=") for env in serve["Environment"])
     assert "LoadCredential" not in _settings("keysvc-events.service")
     sysusers = (UNITS_DIR / "keysvc.sysusers").read_text().splitlines()
     assert [line.split()[:2] for line in sysusers if line and not line.startswith("#")] == [["u", "keysvc"]]
