@@ -34,7 +34,6 @@ from keysvc.errors import (
     Refused,
     StoreUnavailable,
 )
-from keysvc.keyformat import KEY_PATTERN
 
 #: Command groups, in the order ``keysvc --help`` lists them. Each module has ``register``.
 COMMAND_MODULES = (
@@ -64,7 +63,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print usage and the error with key-shaped text redacted, then exit 2."""
-        super().error(KEY_PATTERN.sub("[REDACTED]", message))
+        super().error(logging_setup.redact(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeysvcError as exc:
         for kind, exit_code, prefix in EXIT_CODES:
             if isinstance(exc, kind):
-                sys.stderr.write(f"keysvc: {prefix}{KEY_PATTERN.sub('[REDACTED]', str(exc))}\n")
+                sys.stderr.write(f"keysvc: {prefix}{logging_setup.redact(str(exc))}\n")
                 return exit_code
         raise  # unreachable: KeysvcError is the last row
     except KeyboardInterrupt:

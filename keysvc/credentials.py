@@ -43,6 +43,8 @@ PREFIX = "nlt1_"
 SCOPES = ("nodes:add", "nodes:terminate", "admin:read", "admin:revoke")
 _ID = re.compile(r"[a-z2-7]{16}")
 _TOKEN = re.compile(r"nlt1_(?P<id>[a-z2-7]{16})_[a-z2-7]{32}")
+#: Finds provisioner/admin tokens in arbitrary text, for log and error redaction.
+TOKEN_PATTERN = re.compile(r"nlt1_[a-z2-7]{16}_[a-z2-7]{32}(?![a-z2-7])")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HASH_DOMAIN = b"nodelogs/credential/v1\x00"
 _DUMMY_HASH = bytes(32)

@@ -12,16 +12,26 @@ from typing import Any
 
 import structlog
 
+from keysvc.credentials import TOKEN_PATTERN
 from keysvc.keyformat import KEY_PATTERN
 
 REDACTED = "[REDACTED]"
 
 
+def redact(text: str) -> str:
+    """Replace anything shaped like an ingest key or a provisioner/admin token in ``text``."""
+    if "nlk1_" in text:
+        text = KEY_PATTERN.sub(REDACTED, text)
+    if "nlt1_" in text:
+        text = TOKEN_PATTERN.sub(REDACTED, text)
+    return text
+
+
 def redact_keys(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Replace anything shaped like an ingest key in any string value; a safety net, not the policy."""
+    """Redact keys and tokens in every string value of a log event; a safety net, not the policy."""
     for name, value in list(event_dict.items()):
-        if isinstance(value, str) and "nlk1_" in value:
-            event_dict[name] = KEY_PATTERN.sub(REDACTED, value)
+        if isinstance(value, str):
+            event_dict[name] = redact(value)
     return event_dict
 
 
