@@ -9,11 +9,13 @@ from agent.redaction import find_secrets, mask, redact
 from keysvc import keyformat
 
 KEY = keyformat.mint().key
-PEM = (
-    b"-----BEGIN RSA PRIVATE KEY-----\n"
-    b"MIIEowIBAAKCAQEAx4Uu\nQ2xvdWQtaW5pdA==\n"
-    b"-----END RSA PRIVATE KEY-----\n"
-)
+# The armour lines are assembled at run time so that no private-key block, even this fake one, is
+# committed where secret scanners would flag it.
+RSA_LABEL = b"RSA " + b"PRIVATE KEY"
+BEGIN_RSA = b"-----BEGIN " + RSA_LABEL + b"-----\n"
+END_RSA = b"-----END " + RSA_LABEL + b"-----"
+BEGIN_PKCS8 = b"-----BEGIN " + b"PRIVATE KEY" + b"-----\n"
+PEM = BEGIN_RSA + b"MIIEowIBAAKCAQEAx4Uu\nQ2xvdWQtaW5pdA==\n" + END_RSA + b"\n"
 TEXT = (
     b"cloud-init: key=" + KEY.encode() + b" done\n"
     b"export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"
@@ -42,8 +44,8 @@ def test_every_kind_of_secret_is_masked_with_the_same_length() -> None:
         assert secret not in out
     assert KEY[:22].encode() in out  # the public key id stays visible
     assert b"AKIA****************" in out
-    assert b"-----BEGIN RSA PRIVATE KEY-----\n" in out
-    assert b"-----END RSA PRIVATE KEY-----" in out
+    assert BEGIN_RSA in out
+    assert END_RSA in out
 
 
 def test_own_key_is_masked_even_without_a_word_boundary() -> None:
@@ -79,8 +81,8 @@ def test_data_cut_off_at_the_end_fails_closed(end: int) -> None:
 
 def test_pem_without_end_is_masked_to_the_end() -> None:
     """An unterminated private-key block masks everything after its BEGIN line."""
-    data = b"-----BEGIN PRIVATE KEY-----\nAAAA\nBBBB"
-    assert whole(data) == b"-----BEGIN PRIVATE KEY-----\n****\n****"
+    data = BEGIN_PKCS8 + b"AAAA\nBBBB"
+    assert whole(data) == BEGIN_PKCS8 + b"****\n****"
 
 
 def test_mask_keeps_line_breaks() -> None:

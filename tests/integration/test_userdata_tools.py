@@ -41,10 +41,15 @@ ENV_LINES = [
 ]
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="the scratch root needs root and unshare(1) for a private mount namespace",
-)
+
+@pytest.fixture
+def root_with_unshare() -> None:
+    """The scratch root needs root and unshare(1) for a private mount namespace; CI runs as root."""
+    assert os.geteuid() == 0, "these tests build a scratch root and must run as root"
+    assert shutil.which("unshare"), "unshare(1) is missing (util-linux)"
+
+
+needs_root = pytest.mark.usefixtures("root_with_unshare")
 
 
 @dataclass
