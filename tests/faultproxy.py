@@ -5,6 +5,8 @@ upstream with ``http.client``, rewriting ``Host`` to the upstream's (fake-gcs-se
 A *plan* decides, per request, what goes wrong:
 
 - ``status:<code>``       answer with that status without forwarding (503, 429 + Retry-After, 403 ...)
+- ``expired``             answer 400 ``ExpiredToken`` as real GCS does for a signed URL past its expiry
+                          (fake-gcs-server never checks expiry), without forwarding
 - ``reset``               close the connection without an answer, without forwarding
 - ``timeout``             hold the connection for ``hold_seconds``, then close it, without forwarding
 - ``after:<code>``        forward (the upstream stores it), then answer ``<code>`` (412 = "already there")
@@ -28,6 +30,13 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+#: The body real GCS sends for a V4 signed URL used after its X-Goog-Expires.
+EXPIRED_TOKEN = (
+    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
+    b"<Message>The provided token has expired.</Message>"
+    b"<Details>Request signature expired at: 2026-11-28T08:00:00+00:00</Details></Error>"
+)
 
 Plan = Callable[[str, str], str | None]
 
@@ -140,10 +149,14 @@ class FaultProxy:
             time.sleep(self.hold_seconds)
             self._reset(handler)
             return
-        if fault is not None and fault.startswith("status:"):
-            code = int(fault.split(":", 1)[1])
+        if fault == "expired" or (fault is not None and fault.startswith("status:")):
+            code = 400 if fault == "expired" else int(fault.split(":", 1)[1])
             extra = {"Retry-After": "1"} if code == 429 else {}
-            error = b"<Error><Code>AccessDenied</Code></Error>" if code == 403 else b"injected"
+            error = (
+                EXPIRED_TOKEN if fault == "expired"
+                else b"<Error><Code>AccessDenied</Code></Error>" if code == 403
+                else b"injected"
+            )  # fmt: skip
             self._answer(handler, code, error, extra)
             return
         status, headers, answer = self._forward(handler, body)

@@ -1,4 +1,4 @@
-"""Faults before the bucket and keysvc (503, 429, resets, timeouts, 412, 403, keysvc down): exact bytes."""
+"""Faults before the bucket and keysvc (503, 429, resets, timeouts, 412, 403, expired URLs, keysvc down)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ BUCKET_FAULTS = (
     "after:412",
     "after:reset",
     "status:403",
+    "expired",
 )
 KEYSVC_FAULTS = ("status:503", "status:502", "status:429", "reset", "timeout")
 
