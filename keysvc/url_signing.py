@@ -73,6 +73,11 @@ class GcsUrlSigner:
         with self._lock:
             if self._credentials is None:
                 try:
+                    if self._file.stat().st_mode & 0o077:
+                        raise SigningError(
+                            f"service account file {self._file} must not be readable by group or others "
+                            "(chmod 600)"
+                        )
                     self._credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
                         str(self._file)
                     )

@@ -96,6 +96,18 @@ def test_missing_account_file_is_a_signing_error(tmp_path: Path) -> None:
         signer.check_ready()
 
 
+def test_group_readable_account_file_is_refused(tmp_path: Path) -> None:
+    """A service-account key readable by group or others is refused, naming the fix, until it is 0600."""
+    path = tmp_path / "service-account.json"
+    new_service_account_file(path, email=EMAIL)
+    path.chmod(0o644)
+    signer = GcsUrlSigner(path)
+    with pytest.raises(SigningError, match="chmod 600"):
+        signer.check_ready()
+    path.chmod(0o600)
+    signer.check_ready()
+
+
 def test_zero_lifetime_is_refused(account: Path) -> None:
     """A URL with no lifetime left is never signed."""
     with pytest.raises(SigningError):
