@@ -33,7 +33,8 @@ logging_setup.configure("debug")
 service = open_service(load_settings(None, str(state)))
 wanted = Scope(cluster="prod", node="node-1", region="eu")
 service.authenticate_ingest(key, wanted=wanted, source="10.0.0.1")
-bad = [(key, Scope("prod", "node-2", "eu")), (key[:-1] + "a", wanted), (key, Scope("prod", "node-1", "us"))]
+typo = key[:-1] + ("b" if key.endswith("a") else "a")  # always a different last character
+bad = [(key, Scope("prod", "node-2", "eu")), (typo, wanted), (key, Scope("prod", "node-1", "us"))]
 for presented, scope in bad:
     try:
         service.authenticate_ingest(presented, wanted=scope, source="10.0.0.2")
