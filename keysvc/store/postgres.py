@@ -39,8 +39,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -66,6 +66,7 @@ from keysvc.store.rows import (
     key_from_row,
     key_to_row,
 )
+from keysvc.store.translation import translating
 
 _KEYS = ", ".join(KEY_COLUMNS)
 _AUDIT = ", ".join(AUDIT_COLUMNS)
@@ -97,9 +98,6 @@ IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 LOCK_TIMEOUT = "30s"
 AUDIT_FETCH_ROWS = 1000
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 
 def translate(exc: psycopg.Error) -> KeysvcError:
     """Map a psycopg error onto keysvc's tree (the caller raises it ``from exc``)."""
@@ -113,16 +111,7 @@ def translate(exc: psycopg.Error) -> KeysvcError:
     return StoreError(f"postgresql: {primary or type(exc).__name__}{code}")
 
 
-def _translated(method: Callable[P, R]) -> Callable[P, R]:
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-
-    wrapper.__doc__ = method.__doc__
-    wrapper.__name__ = method.__name__
-    return wrapper
+_translated = translating(psycopg.Error, translate)
 
 
 def node_lock_key(cluster: str, node: str) -> int:

@@ -16,9 +16,8 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 from keysvc.auditchain import ChainHead
 from keysvc.errors import Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
@@ -38,14 +37,12 @@ from keysvc.store.rows import (
     key_from_row,
     key_to_row,
 )
+from keysvc.store.translation import translating
 
 BUSY_TIMEOUT_MS = 10_000
 _KEYS = ", ".join(KEY_COLUMNS)
 _AUDIT = ", ".join(AUDIT_COLUMNS)
 _HEAD = ", ".join(HEAD_COLUMNS)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def translate(exc: sqlite3.Error) -> KeysvcError:
@@ -59,16 +56,7 @@ def translate(exc: sqlite3.Error) -> KeysvcError:
     return StoreError(f"sqlite: {exc}")
 
 
-def _translated(method: Callable[P, R]) -> Callable[P, R]:
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise translate(exc) from exc
-
-    wrapper.__doc__ = method.__doc__
-    wrapper.__name__ = method.__name__
-    return wrapper
+_translated = translating(sqlite3.Error, translate)
 
 
 def path_from_url(database: str) -> Path:
