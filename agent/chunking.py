@@ -19,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from keysvc.objectnames import chunk_suffix, stream_name
+from keysvc.wire import chunk_suffix, stream_name
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_SLUG = 128 - 9

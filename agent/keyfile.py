@@ -18,8 +18,7 @@ from pathlib import Path
 
 from agent.checkpoint import atomic_write
 from agent.errors import KeyFileInsecure, KeyUnavailable
-from keysvc import keyformat
-from keysvc.checks import Success
+from keysvc.wire import Success, parse_key
 
 FINISHED_FILE = "finished.json"
 _MAX_KEY_FILE_BYTES = 4096
@@ -62,7 +61,7 @@ def read_key(path: Path) -> NodeKey:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError as exc:
         raise KeyFileInsecure(f"key file {path} does not hold a nodelogs key") from exc
-    parsed = keyformat.parse(text)
+    parsed = parse_key(text)
     if not isinstance(parsed, Success):
         raise KeyFileInsecure(f"key file {path} does not hold a well-formed nodelogs key ({parsed.reason})")
     return NodeKey(key_id=parsed.value.key_id, secret=parsed.value.key)

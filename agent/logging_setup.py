@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from keysvc.keyformat import KEY_PATTERN
+from keysvc.wire import KEY_PATTERN
 
 REDACTED = "[REDACTED]"
 

@@ -4,7 +4,7 @@ Every secret found is overwritten byte for byte with ``*`` (line breaks inside i
 object's byte range stays in the *original file's* coordinates: offset N in the bucket is offset N
 on the node, and only the masked bytes differ. What is masked:
 
-- the agent's own key, and any ``nlk1_`` key (:data:`keysvc.keyformat.KEY_PATTERN`): the secret part
+- the agent's own key, and any ``nlk1_`` key (:data:`keysvc.wire.keyformat.KEY_PATTERN`): the secret part
   after ``nlk1_<key id>_`` (the key id is public and tells the operator which key leaked);
 - AWS access key ids (``AKIA...``, ``ASIA...`` and the other IAM prefixes): the 16 characters after
   the prefix;
@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from keysvc.keyformat import KEY_PATTERN
+from keysvc.wire import KEY_PATTERN
 
 #: Bytes of context read on each side of a chunk; a PEM block longer than this could escape.
 CONTEXT = 64 * 1024

@@ -52,10 +52,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from keysvc.core.expiry import MAX_TTL_SECONDS, checked_ttl
+from keysvc.core.grants import MAX_URL_TTL_SECONDS
+from keysvc.core.models import Region
 from keysvc.errors import ConfigError
-from keysvc.expiry import MAX_TTL_SECONDS, checked_ttl
 
-MAX_URL_TTL_SECONDS = 900
 DEFAULT_STATE_DIR = ".state"
 
 
@@ -94,16 +95,6 @@ class GcsConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class RegionConfig:
-    """One region: its bucket, the object prefix in it, and the keysvc URL its agents use."""
-
-    name: str
-    bucket: str
-    prefix: str = "nodelogs"
-    endpoint: str = "http://127.0.0.1:8080"
-
-
-@dataclass(frozen=True, slots=True)
 class EventsConfig:
     """The SQS queue that carries EC2 termination events."""
 
@@ -121,8 +112,8 @@ class Settings:
     state: StateConfig = field(default_factory=StateConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     gcs: GcsConfig = field(default_factory=GcsConfig)
-    regions: Mapping[str, RegionConfig] = field(
-        default_factory=lambda: {"local": RegionConfig(name="local", bucket="nodelogs-local")}
+    regions: Mapping[str, Region] = field(
+        default_factory=lambda: {"local": Region(name="local", bucket="nodelogs-local")}
     )
     events: EventsConfig = field(default_factory=EventsConfig)
 
@@ -160,7 +151,7 @@ class Settings:
         defaults = cls()
         regions = (
             {
-                name: _section(RegionConfig, {"name": name, **table}, f"regions.{name}", origin)
+                name: _section(Region, {"name": name, **table}, f"regions.{name}", origin)
                 for name, table in regions_raw.items()
             }
             if regions_raw

@@ -20,9 +20,10 @@ they enter, with ``raise ... from exc``. No message ever carries a secret.
     ├── AuditIntegrityError       the audit chain does not verify
     ├── SigningError              a URL or audit record could not be signed
     ├── EventError                a termination event could not be understood or acted on
-    ├── BucketReadError           the bucket could not be listed or an object read (``keysvc logs``)
-    ├── EmulatorError             the local bucket emulator failed (demo and tests only)
-    └── DemoError                 a step of ``keysvc demo`` failed
+    └── BucketReadError           the bucket could not be listed or an object read (``keysvc logs``)
+
+The development tools (``keysvc demo``, the emulator) keep their own errors apart, in
+:mod:`keysvc.devtools.errors`.
 """
 
 from __future__ import annotations
@@ -98,11 +99,3 @@ class Conflict(KeysvcError):
 
 class BucketReadError(KeysvcError):
     """The bucket could not be listed or an object could not be read."""
-
-
-class EmulatorError(KeysvcError):
-    """The local bucket emulator misbehaved or could not be reached (demo and tests only)."""
-
-
-class DemoError(KeysvcError):
-    """A step of the demo failed."""

@@ -12,8 +12,8 @@ from typing import Any
 
 import structlog
 
-from keysvc.credentials import TOKEN_PATTERN
-from keysvc.keyformat import KEY_PATTERN
+from keysvc.core.tokenformat import TOKEN_PATTERN
+from keysvc.wire.keyformat import KEY_PATTERN
 
 REDACTED = "[REDACTED]"
 

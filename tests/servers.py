@@ -275,7 +275,7 @@ def start_keysvc(
     the buckets are created on the emulator. ``extra`` holds ``provisioner`` and ``admin`` tokens,
     ``config`` (the TOML file), ``state_dir``, ``service_account`` and ``log``.
     """
-    from keysvc import demo, emulator  # noqa: PLC0415 - keysvc is only needed by these tests
+    from keysvc.devtools import demo, emulator  # noqa: PLC0415 - keysvc is only needed by these tests
 
     regions = regions or {"eu": "nodelogs-eu", "us": "nodelogs-us"}
     emulator.create_buckets(fake_gcs_url, regions.values())
@@ -371,7 +371,7 @@ def restart_postgres(server: Server) -> None:
 class KeysvcReplicas:
     """``keysvc serve`` processes sharing one database, one config, audit signing key and credentials file.
 
-    ``setup`` is the :class:`keysvc.demo.LocalSetup` (config file, provisioner and admin tokens);
+    ``setup`` is the :class:`keysvc.devtools.demo.LocalSetup` (config file, provisioner and admin tokens);
     ``database`` overrides the config's ``state.database`` through ``KEYSVC_DATABASE``.
     """
 
@@ -420,9 +420,10 @@ class KeysvcReplicas:
 def keysvc_replicas(database: str, workdir: Path, **options: Any) -> KeysvcReplicas:
     """Write one keysvc config (region ``eu``, service account, two credentials) for replicas.
 
-    ``options`` go to :func:`keysvc.demo.write_local_setup` (``key_ttl_seconds``, ``sweep_interval_seconds``).
+    ``options`` go to :func:`keysvc.devtools.demo.write_local_setup` (``key_ttl_seconds``,
+    ``sweep_interval_seconds``).
     """
-    from keysvc import demo  # noqa: PLC0415 - keysvc is only needed by these tests
+    from keysvc.devtools import demo  # noqa: PLC0415 - keysvc is only needed by these tests
 
     setup = demo.write_local_setup(
         workdir / "state",

@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from keysvc import auditchain
-from keysvc.audit_signing import write_private_file
-from keysvc.auditchain import ChainHead, VerifyReport
-from keysvc.clock import SystemClock
 from keysvc.commands.keys import service_for
 from keysvc.commands.tables import emit, emit_json, iso, parse_time, table
+from keysvc.core import auditchain
+from keysvc.core.auditchain import ChainHead, VerifyReport
+from keysvc.core.clock import SystemClock
+from keysvc.core.models import AuditRecord, EventType
 from keysvc.errors import AuditIntegrityError, InvalidInput, NotFound
-from keysvc.models import AuditRecord, EventType
+from keysvc.files.private_files import write_private
 
 EXPORT_FORMAT = "nodelogs-audit-export"
 EXPORT_VERSION = 1
@@ -96,7 +96,7 @@ def run_list(args: argparse.Namespace) -> int:
     now = SystemClock().now()
     service = service_for(args)
     try:
-        records = service.audit_log(
+        records = service.audit.records(
             since=parse_time(args.since, now) if args.since else None,
             until=parse_time(args.until, now) if args.until else None,
             cluster=args.cluster,
@@ -139,7 +139,7 @@ def run_show(args: argparse.Namespace) -> int:
     """Print a key's record and every audit record about it, oldest first."""
     service = service_for(args)
     try:
-        records = service.audit_log(key_id=args.key_id)
+        records = service.audit.records(key_id=args.key_id)
         try:
             key = service.get_key(args.key_id)
         except NotFound:
@@ -204,7 +204,7 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         service = service_for(args)
         try:
-            report = service.verify_audit(public_keys=pinned)
+            report = service.audit.verify(public_keys=pinned)
         finally:
             service.close()
     _print_report(report, args.output)
@@ -250,15 +250,15 @@ def run_export(args: argparse.Namespace) -> int:
     """Write the export to stdout or, atomically, to ``--out``."""
     service = service_for(args)
     try:
-        records, head = service.audit_snapshot()
-        public_keys = service.audit_public_keys()
+        records, head = service.audit.snapshot()
+        public_keys = service.audit.public_keys()
     finally:
         service.close()
     text = "".join(line + "\n" for line in export_lines(records, head, public_keys))
     if args.out is None:
         sys.stdout.write(text)
     else:
-        write_private_file(args.out, text.encode("utf-8"), replace=True)
+        write_private(args.out, text.encode("utf-8"))
         sys.stderr.write(f"keysvc: exported {len(records)} records to {args.out}\n")
     return 0
 
@@ -267,7 +267,7 @@ def run_public_key(args: argparse.Namespace) -> int:
     """Print the public half of the audit signing key."""
     service = service_for(args)
     try:
-        keys = service.audit_public_keys()
+        keys = service.audit.public_keys()
     finally:
         service.close()
     for pem in keys.values():

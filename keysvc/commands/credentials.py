@@ -12,8 +12,8 @@ import json
 import sys
 from typing import Any
 
-from keysvc.clock import SystemClock
-from keysvc.credentials import SCOPES, create_credential, delete_credential, read_credentials
+from keysvc.core.clock import SystemClock
+from keysvc.files.credentials import SCOPES, create_credential, delete_credential, read_credentials
 from keysvc.runtime import load_settings
 
 

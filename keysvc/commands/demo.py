@@ -1,4 +1,4 @@
-"""``keysvc demo``: README command 1, the whole flow on this machine (see :mod:`keysvc.demo`)."""
+"""``keysvc demo``: README command 1, the whole flow on this machine (see :mod:`keysvc.devtools.demo`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,6 @@ def register(subparsers: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo and return its status."""
-    from keysvc import demo  # noqa: PLC0415 - only this command needs it
+    from keysvc.devtools import demo  # noqa: PLC0415 - only this command needs it
 
     return demo.run(sys.stdout, keep=args.keep, use_agent=not args.no_agent)

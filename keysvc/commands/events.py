@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
 def run_consume(args: argparse.Namespace) -> int:
     """Consume until SIGTERM/SIGINT (or one batch with ``--once``)."""
     # Imported here so that `keysvc --help` and the other commands do not pay for boto3.
-    from keysvc.sqs_consumer import EventConsumer, make_clients  # noqa: PLC0415
+    from keysvc.aws.sqs_consumer import EventConsumer, make_clients  # noqa: PLC0415
 
     settings = load_settings(args.config, args.state_dir)
     config = settings.events

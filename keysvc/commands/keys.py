@@ -12,11 +12,11 @@ import sys
 import uuid
 from typing import Any
 
-from keysvc.clock import SystemClock
 from keysvc.commands.tables import KEY_HEADERS, emit, emit_json, iso, key_json, key_row, parse_time, table
-from keysvc.models import AddNode, KeyState
+from keysvc.core.clock import SystemClock
+from keysvc.core.models import AddNode, KeyState
 from keysvc.runtime import load_settings, open_service
-from keysvc.service import KeyService
+from keysvc.service.keys import KeyService
 
 
 def actor() -> str:

@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from keysvc.bucket_reader import GcsBucketReader, ListedChunk
-from keysvc.config import RegionConfig, Settings
+from keysvc.config import Settings
+from keysvc.core.ids import cluster_id, node_id
+from keysvc.core.logreader import NodeLogs, Piece, Problem, StreamCursor, decompress_chunk
+from keysvc.core.models import Region
 from keysvc.errors import ConfigError, InvalidInput, NotFound
-from keysvc.ids import cluster_id, node_id
-from keysvc.logreader import NodeLogs, Piece, Problem, StreamCursor, decompress_chunk
+from keysvc.gcs.bucket_reader import GcsBucketReader, ListedChunk
 from keysvc.runtime import load_settings, open_service
 
 
@@ -172,7 +173,7 @@ class _Sink:
         self._stdout.flush()
 
 
-def _region(settings: Settings, name: str | None, cluster: str, node: str) -> RegionConfig:
+def _region(settings: Settings, name: str | None, cluster: str, node: str) -> Region:
     if name is not None:
         if name not in settings.regions:
             raise ConfigError(

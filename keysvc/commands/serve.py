@@ -14,7 +14,9 @@ from typing import Any
 
 import structlog
 
+from keysvc.config import Settings
 from keysvc.runtime import load_settings
+from keysvc.service.keys import KeyService
 
 
 def register(subparsers: Any) -> None:
@@ -44,51 +46,61 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_serve)
 
 
+def _build_app(args: argparse.Namespace, settings: Settings, service: KeyService) -> Any:
+    """The HTTP application over ``service``, with the URL signer and the failed-login limiter."""
+    from keysvc.errors import SigningError  # noqa: PLC0415
+    from keysvc.files.credentials import CredentialFile  # noqa: PLC0415
+    from keysvc.http import create_app  # noqa: PLC0415
+    from keysvc.http.ratelimit import FailureLimiter  # noqa: PLC0415
+    from keysvc.runtime import open_ingest, url_signer  # noqa: PLC0415
+
+    server = settings.server
+    burst = args.auth_burst if args.auth_burst is not None else server.auth_burst
+    refill = args.auth_refill if args.auth_refill is not None else server.auth_refill_per_second
+    signer = url_signer(settings)
+    try:
+        signer.check_ready()
+    except SigningError as exc:
+        structlog.get_logger().warning(
+            "signer_not_ready", error=str(exc), hint="/readyz answers 503 until it loads"
+        )
+    return create_app(
+        service,
+        open_ingest(settings, service, signer=signer),
+        settings,
+        CredentialFile(server.credentials_file),
+        limiter=FailureLimiter(burst=burst, per_second=refill),
+    )
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run until SIGTERM or SIGINT."""
     # Imported here so that the other commands do not pay for FastAPI, uvicorn and google-cloud-storage.
     import uvicorn  # noqa: PLC0415
 
-    from keysvc.credentials import CredentialFile  # noqa: PLC0415
-    from keysvc.errors import SigningError  # noqa: PLC0415
-    from keysvc.http import create_app  # noqa: PLC0415
-    from keysvc.ratelimit import FailureLimiter  # noqa: PLC0415
     from keysvc.runtime import open_service  # noqa: PLC0415
-    from keysvc.sweeper import Sweeper  # noqa: PLC0415
-    from keysvc.url_signing import GcsUrlSigner  # noqa: PLC0415
+    from keysvc.service.sweeper import Sweeper  # noqa: PLC0415
 
     log = structlog.get_logger()
     settings = load_settings(args.config, args.state_dir)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    server = settings.server
-    burst = args.auth_burst if args.auth_burst is not None else server.auth_burst
-    refill = args.auth_refill if args.auth_refill is not None else server.auth_refill_per_second
-    graceful = args.graceful_seconds if args.graceful_seconds is not None else server.graceful_seconds
+    graceful = (
+        args.graceful_seconds if args.graceful_seconds is not None else settings.server.graceful_seconds
+    )
     service = open_service(settings)
     try:
-        service.check_signer()
+        service.audit.check_signer()
     except BaseException:
         service.close()
         raise
     stop = threading.Event()
     sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop)
     try:
-        signer = GcsUrlSigner(settings.gcs.service_account_file, settings.gcs.endpoint)
-        try:
-            signer.check_ready()
-        except SigningError as exc:
-            log.warning("signer_not_ready", error=str(exc), hint="/readyz answers 503 until it loads")
-        app = create_app(
-            service,
-            settings,
-            signer,
-            CredentialFile(settings.server.credentials_file),
-            limiter=FailureLimiter(burst=burst, per_second=refill),
-        )
+        app = _build_app(args, settings, service)
         sweeper.start()
         if settings.events.in_serve and settings.events.queue_url:
-            from keysvc.sqs_consumer import start_consumer_thread  # noqa: PLC0415
+            from keysvc.aws.sqs_consumer import start_consumer_thread  # noqa: PLC0415
 
             start_consumer_thread(service, settings.events, stop)
         config = uvicorn.Config(

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from keysvc import expiry
+from keysvc.core import expiry
+from keysvc.core.models import KeyRecord
 from keysvc.errors import InvalidInput
-from keysvc.models import KeyRecord
 
 _DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

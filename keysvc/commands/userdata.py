@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from keysvc.core.userdata import FORMS
 from keysvc.errors import InvalidInput
-from keysvc.userdata import FORMS, AgentSettings, render
+from keysvc.runtime import load_settings, open_service
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +32,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--cluster", required=True, help="cluster id")
     parser.add_argument("--node", required=True, help="node name")
     parser.add_argument("--region", required=True, help="nodelogs region (selects bucket and endpoint)")
-    parser.add_argument("--endpoint", required=True, help="the keysvc URL the agent talks to")
+    parser.add_argument(
+        "--endpoint", help="the keysvc URL the agent talks to (default: the region's configured endpoint)"
+    )
     parser.add_argument(
         "--source",
         action="append",
@@ -43,16 +46,22 @@ def register(subparsers: Any) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    """Render user data to stdout."""
+    """Render user data to stdout; the key service refuses an unknown region or another node's key."""
     key = _read_key(args.key_file)
-    agent = AgentSettings(
-        endpoint=args.endpoint,
-        cluster=args.cluster,
-        node=args.node,
-        region=args.region,
-        sources=tuple(args.source),
-    )
-    sys.stdout.write(render(args.form, key, agent))
+    service = open_service(load_settings(args.config, args.state_dir))
+    try:
+        text = service.user_data(
+            args.form,
+            key,
+            cluster=args.cluster,
+            node=args.node,
+            region=args.region,
+            endpoint=args.endpoint,
+            sources=tuple(args.source),
+        )
+    finally:
+        service.close()
+    sys.stdout.write(text)
     return 0
 
 

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Security
 from fastapi.security import HTTPBearer
 
-from keysvc.credentials import Credential
+from keysvc.core.models import AuditRecord, EventType, KeyRecord, KeyState
 from keysvc.errors import AuditIntegrityError
+from keysvc.files.credentials import Credential
 from keysvc.http.auth import requires
 from keysvc.http.context import Context
 from keysvc.http.responses import AUTHED, documented
@@ -22,7 +23,6 @@ from keysvc.http.schemas import (
     RevokeKeyRequest,
     VerifyOut,
 )
-from keysvc.models import AuditRecord, EventType, KeyRecord, KeyState
 
 bearer = HTTPBearer(auto_error=False, description="admin token (nlt1_...)")
 READ, REVOKE = "admin:read", "admin:revoke"
@@ -72,7 +72,7 @@ def audit_out(record: AuditRecord) -> AuditOut:
 
 
 def router(ctx: Context) -> APIRouter:
-    """Build the admin routes."""
+    """Build the admin routes that read and revoke keys."""
     api = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Security(bearer)])
     reads = documented(*AUTHED)
     reader = Depends(requires(ctx.guard, READ))
@@ -82,15 +82,13 @@ def router(ctx: Context) -> APIRouter:
     def list_keys(
         cluster: Text = None, node: Text = None, state: KeyState | None = None, _caller: Credential = reader
     ) -> KeyList:
-        return KeyList(
-            keys=[key_out(r) for r in ctx.service.list_keys(cluster=cluster, node=node, state=state)]
-        )
+        return KeyList(keys=[key_out(r) for r in ctx.keys.list_keys(cluster=cluster, node=node, state=state)])
 
     @api.get(
         "/keys/{key_id}", response_model=KeyOut, responses=documented(*AUTHED, 404), summary="Show a key"
     )
     def show_key(key_id: str, _caller: Credential = reader) -> KeyOut:
-        return key_out(ctx.service.get_key(key_id))
+        return key_out(ctx.keys.get_key(key_id))
 
     @api.post(
         "/keys/{key_id}/revoke",
@@ -99,7 +97,7 @@ def router(ctx: Context) -> APIRouter:
         summary="Revoke one key",
     )
     def revoke_key(key_id: str, body: RevokeKeyRequest, caller: Credential = revoker) -> RevokedResponse:
-        revoked = ctx.service.revoke(reason=body.reason, actor=f"credential:{caller.name}", key_id=key_id)
+        revoked = ctx.keys.revoke(reason=body.reason, actor=f"credential:{caller.name}", key_id=key_id)
         if revoked:
             ctx.metrics.revocations.inc("admin", amount=len(revoked))
         return RevokedResponse(revoked=revoked)
@@ -115,7 +113,7 @@ def router(ctx: Context) -> APIRouter:
         if body.node is not None and body.cluster is not None:
             revoked = revoke_node(ctx, reason=body.reason, actor=actor, cluster=body.cluster, node=body.node)
         else:
-            revoked = ctx.service.revoke(
+            revoked = ctx.keys.revoke(
                 reason=body.reason,
                 actor=actor,
                 key_id=body.key_id,
@@ -125,6 +123,15 @@ def router(ctx: Context) -> APIRouter:
         if revoked:
             ctx.metrics.revocations.inc("admin", amount=len(revoked))
         return RevokedResponse(revoked=revoked)
+
+    return api
+
+
+def audit_router(ctx: Context) -> APIRouter:
+    """Build the admin routes that read and verify the audit chain."""
+    api = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Security(bearer)])
+    reads = documented(*AUTHED)
+    reader = Depends(requires(ctx.guard, READ))
 
     @api.get("/audit", response_model=AuditList, responses=reads, summary="Read the audit log")
     def audit(
@@ -138,7 +145,7 @@ def router(ctx: Context) -> APIRouter:
         key_id: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     ) -> AuditList:
-        records = ctx.service.audit_log(
+        records = ctx.keys.audit.records(
             since=since, until=until, cluster=cluster, node=node, event=event, key_id=key_id, limit=limit
         )
         return AuditList(records=[audit_out(r) for r in records])
@@ -146,7 +153,7 @@ def router(ctx: Context) -> APIRouter:
     @api.get("/audit/verify", response_model=VerifyOut, responses=reads, summary="Verify the audit chain")
     def verify(_caller: Credential = reader) -> VerifyOut:
         try:
-            report = ctx.service.verify_audit()
+            report = ctx.keys.audit.verify()
         except AuditIntegrityError as exc:
             return VerifyOut(ok=False, detail={"problem": str(exc)})
         return VerifyOut(
@@ -159,4 +166,4 @@ def router(ctx: Context) -> APIRouter:
 
 def revoke_node(ctx: Context, *, reason: str, actor: str, cluster: str, node: str) -> list[str]:
     """Revoke every live key of one node of one cluster, in one transaction."""
-    return ctx.service.revoke(reason=reason, actor=actor, cluster=cluster, node=node)
+    return ctx.keys.revoke(reason=reason, actor=actor, cluster=cluster, node=node)

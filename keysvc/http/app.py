@@ -14,40 +14,43 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from keysvc import metrics as metrics_module
-from keysvc.clock import Clock, SystemClock
 from keysvc.config import Settings
-from keysvc.credentials import CredentialFile
+from keysvc.core.clock import Clock, SystemClock
 from keysvc.errors import KeysvcError
+from keysvc.files.credentials import CredentialFile
 from keysvc.http import admin, errors, ingest, nodes
 from keysvc.http.auth import Guard
-from keysvc.http.context import Context, KeyServiceApi
+from keysvc.http.context import Context
 from keysvc.http.gate import RequestGate
+from keysvc.http.ratelimit import FailureLimiter
 from keysvc.http.responses import documented
 from keysvc.http.schemas import Health
 from keysvc.metrics import Metrics
-from keysvc.ratelimit import FailureLimiter
-from keysvc.url_signing import UrlSigner
+from keysvc.service.ingest import IngestService
+from keysvc.service.keys import KeyService
 
 _CODES = {404: "not_found", 405: "method_not_allowed", 403: "forbidden", 401: "unauthorized"}
 
 
 def create_app(
-    service: KeyServiceApi,
+    keys: KeyService,
+    ingest_service: IngestService,
     settings: Settings,
-    signer: UrlSigner,
     credentials: CredentialFile,
     *,
     clock: Clock | None = None,
     limiter: FailureLimiter | None = None,
     metrics: Metrics | None = None,
 ) -> FastAPI:
-    """Build the keysvc HTTP application around an open service."""
+    """Build the keysvc HTTP application around open services."""
     clock = clock if clock is not None else SystemClock()
     metrics = metrics if metrics is not None else Metrics()
     limiter = limiter if limiter is not None else FailureLimiter()
-    guard = Guard(service, credentials, limiter, clock, metrics)
+    guard = Guard(
+        ingest_service, keys.audit, credentials=credentials, limiter=limiter, clock=clock, metrics=metrics
+    )
     ctx = Context(
-        service=service, settings=settings, signer=signer, guard=guard, clock=clock, metrics=metrics
+        keys=keys, ingest=ingest_service, settings=settings, guard=guard, clock=clock, metrics=metrics
     )
 
     app = FastAPI(
@@ -62,7 +65,8 @@ def create_app(
         nodes.router(ctx),
         ingest.router(ctx),
         admin.router(ctx),
-        _ops_router(service, signer, metrics),
+        admin.audit_router(ctx),
+        _ops_router(keys, ingest_service, metrics),
     ]
     for router in routers:
         app.include_router(router)
@@ -79,7 +83,7 @@ def create_app(
     return app
 
 
-def _ops_router(service: KeyServiceApi, signer: UrlSigner, metrics: Metrics) -> APIRouter:
+def _ops_router(keys: KeyService, ingest_service: IngestService, metrics: Metrics) -> APIRouter:
     api = APIRouter(tags=["ops"])
 
     @api.get("/healthz", response_model=Health, summary="Liveness")
@@ -88,8 +92,8 @@ def _ops_router(service: KeyServiceApi, signer: UrlSigner, metrics: Metrics) -> 
 
     @api.get("/readyz", response_model=Health, responses=documented(503), summary="Store and signer ready")
     def readyz() -> Health:
-        service.check_ready()
-        signer.check_ready()
+        keys.check_ready()
+        ingest_service.check_ready()
         return Health(status="ready")
 
     @api.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")

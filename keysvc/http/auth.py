@@ -2,54 +2,36 @@
 
 Three kinds of caller, each with its own check:
 
-- a provisioner or admin token (:mod:`keysvc.credentials`), which must carry the endpoint's scope;
+- a provisioner or admin token (:mod:`keysvc.files.credentials`), which must carry the endpoint's scope;
 - an ingest key, accepted only by the upload-grant endpoint and checked by the service;
 - an ingest key anywhere else: refused with 403 and audited as ``out_of_scope``, without any lookup.
 
 Every failed authentication spends a token of the caller's address in the
-:class:`~keysvc.ratelimit.FailureLimiter` and is audited; a source that ran dry gets 429 before
+:class:`~keysvc.http.ratelimit.FailureLimiter` and is audited; a source that ran dry gets 429 before
 any credential is examined, and its lockout is audited once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from fastapi import HTTPException, Request
 
-from keysvc.checks import Failure, Reason
-from keysvc.clock import Clock
-from keysvc.credentials import Credential, CredentialFile
+from keysvc.core.clock import Clock
+from keysvc.core.models import KeyRecord, Scope
 from keysvc.errors import RateLimited, Refused
-from keysvc.keyformat import PREFIX as INGEST_KEY_PREFIX
-from keysvc.keyformat import parse
+from keysvc.files.credentials import Credential, CredentialFile
+from keysvc.http.ratelimit import FailureLimiter
 from keysvc.metrics import Metrics
-from keysvc.models import KeyRecord, Scope
-from keysvc.ratelimit import FailureLimiter
+from keysvc.service.audit import AuditTrail
+from keysvc.service.ingest import IngestService
+from keysvc.wire.keyformat import PREFIX as INGEST_KEY_PREFIX
+from keysvc.wire.keyformat import parse
+from keysvc.wire.results import Failure, Reason
 
 log = structlog.get_logger()
-
-
-class Auditor(Protocol):
-    """The part of the key service the guard needs."""
-
-    def authenticate_ingest(self, presented: str, *, wanted: Scope, source: str) -> KeyRecord:
-        """Check an ingest key; raises :class:`Refused`."""
-        ...
-
-    def record_refusal(
-        self,
-        *,
-        reason: str,
-        source: str | None,
-        actor: str | None = None,
-        key_id: str | None = None,
-        detail: Any = None,
-    ) -> None:
-        """Append a ``refused`` audit record."""
-        ...
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -78,13 +60,16 @@ class Guard:
 
     def __init__(
         self,
-        service: Auditor,
+        ingest: IngestService,
+        audit: AuditTrail,
+        *,
         credentials: CredentialFile,
         limiter: FailureLimiter,
         clock: Clock,
         metrics: Metrics,
     ) -> None:
-        self._service = service
+        self._ingest = ingest
+        self._audit = audit
         self._credentials = credentials
         self._limiter = limiter
         self._clock = clock
@@ -92,7 +77,7 @@ class Guard:
 
     def _refuse(self, reason: str, source: str, **audit: Any) -> None:
         self._metrics.refusals.inc(reason)
-        self._service.record_refusal(reason=reason, source=source, **audit)
+        self._audit.record_refusal(reason=reason, source=source, **audit)
 
     def admit(self, source: str) -> None:
         """Raise :class:`RateLimited` when ``source`` has failed too often lately."""
@@ -101,7 +86,7 @@ class Guard:
             return
         self._metrics.refusals.inc(Reason.RATE_LIMITED)
         if verdict.first_refusal:
-            self._service.record_refusal(
+            self._audit.record_refusal(
                 reason=Reason.RATE_LIMITED, source=source, detail={"retry_after": verdict.retry_after}
             )
         raise RateLimited(verdict.retry_after)
@@ -139,7 +124,7 @@ class Guard:
             self._refuse(Reason.MISSING_CREDENTIAL, source, detail={"endpoint": request.url.path})
             raise Refused(Reason.MISSING_CREDENTIAL)
         try:
-            return self._service.authenticate_ingest(presented, wanted=wanted, source=source)
+            return self._ingest.authenticate(presented, wanted=wanted, source=source)
         except Refused as exc:
             self._failed(source)
             self._metrics.refusals.inc(exc.reason)

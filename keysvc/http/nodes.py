@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Security
 from fastapi.security import HTTPBearer
 
-from keysvc.credentials import Credential
+from keysvc.core.models import AddNode
 from keysvc.errors import InvalidInput
+from keysvc.files.credentials import Credential
 from keysvc.http.admin import revoke_node
 from keysvc.http.auth import requires
 from keysvc.http.context import Context
@@ -23,8 +24,6 @@ from keysvc.http.schemas import (
     RevokedResponse,
     TerminatedRequest,
 )
-from keysvc.models import AddNode
-from keysvc.userdata import AgentSettings, render
 
 bearer = HTTPBearer(auto_error=False, description="provisioner token (nlt1_...)")
 BIND_RESPONSES = {
@@ -74,36 +73,7 @@ def router(ctx: Context) -> APIRouter:
         summary="AddNode: mint a node's ingest key and its user data",
     )
     def add_node(body: AddNodeRequest, caller: Credential = adder) -> AddNodeResponse:
-        region = ctx.settings.regions.get(body.region)
-        if region is None:
-            raise InvalidInput("unknown region")
-        issued = ctx.service.add_node(
-            AddNode(
-                cluster=body.cluster,
-                node=body.node,
-                instance=body.instance,
-                region=body.region,
-                operation_id=body.operation_id,
-                started_at=parse_started_at(body.started_at),
-            ),
-            actor=f"credential:{caller.name}",
-        )
-        ctx.metrics.keys_issued.inc()
-        if issued.superseded:
-            ctx.metrics.revocations.inc("superseded", amount=len(issued.superseded))
-        record = issued.record
-        agent = AgentSettings(
-            endpoint=region.endpoint, cluster=record.cluster, node=record.node, region=record.region
-        )
-        return AddNodeResponse(
-            key=issued.key,
-            key_id=record.key_id,
-            expires_at=rfc3339(record.expires_at),
-            expires_at_unix=record.expires_at,
-            endpoint=region.endpoint,
-            user_data=render("cloud-config", issued.key, agent),
-            superseded=list(issued.superseded),
-        )
+        return _add_node(ctx, body, actor=f"credential:{caller.name}")
 
     @api.post(
         "/v1/nodes/instance",
@@ -112,7 +82,7 @@ def router(ctx: Context) -> APIRouter:
         summary="Bind the node's live key to its EC2 instance, once RunInstances has returned its id",
     )
     def bind_instance(body: BindInstanceRequest, caller: Credential = adder) -> BindInstanceResponse:
-        record = ctx.service.bind_instance(
+        record = ctx.keys.bind_instance(
             cluster=body.cluster, node=body.node, instance=body.instance, actor=f"credential:{caller.name}"
         )
         return BindInstanceResponse(key_id=record.key_id, instance=body.instance)
@@ -127,7 +97,7 @@ def router(ctx: Context) -> APIRouter:
         reason = body.reason or "terminated"
         actor = f"credential:{caller.name}"
         if body.instance is not None:
-            revoked = ctx.service.revoke(reason=reason, actor=actor, instance=body.instance)
+            revoked = ctx.keys.revoke(reason=reason, actor=actor, instance=body.instance)
         elif body.cluster is not None and body.node is not None:
             revoked = revoke_node(ctx, reason=reason, actor=actor, cluster=body.cluster, node=body.node)
         else:
@@ -137,3 +107,33 @@ def router(ctx: Context) -> APIRouter:
         return RevokedResponse(revoked=revoked)
 
     return api
+
+
+def _add_node(ctx: Context, body: AddNodeRequest, *, actor: str) -> AddNodeResponse:
+    """Mint the key through the service and answer with it, its expiry and its user data."""
+    issued = ctx.keys.add_node(
+        AddNode(
+            cluster=body.cluster,
+            node=body.node,
+            instance=body.instance,
+            region=body.region,
+            operation_id=body.operation_id,
+            started_at=parse_started_at(body.started_at),
+        ),
+        actor=actor,
+    )
+    ctx.metrics.keys_issued.inc()
+    if issued.superseded:
+        ctx.metrics.revocations.inc("superseded", amount=len(issued.superseded))
+    record = issued.record
+    return AddNodeResponse(
+        key=issued.key,
+        key_id=record.key_id,
+        expires_at=rfc3339(record.expires_at),
+        expires_at_unix=record.expires_at,
+        endpoint=ctx.keys.region(record.region).endpoint,
+        user_data=ctx.keys.user_data(
+            "cloud-config", issued.key, cluster=record.cluster, node=record.node, region=record.region
+        ),
+        superseded=list(issued.superseded),
+    )

@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API, as pydantic models.
 
 Request models forbid unknown fields, never coerce types (``"1"`` is not 1) and refuse NaN and
-infinities. Identifier syntax is checked by :mod:`keysvc.ids` in the service (answering 400), so
+infinities. Identifier syntax is checked by :mod:`keysvc.core.ids` in the service (answering 400), so
 the schemas only bound lengths; the OpenAPI document served at ``/openapi.json`` is generated
 from these classes.
 """

@@ -1,7 +1,12 @@
-"""State stores behind one small interface: SQLite (embedded default) and PostgreSQL (replicas).
+"""State stores, the adapters behind the service's :class:`~keysvc.service.ports.Store` port.
 
-Public: :func:`open_store`, :class:`Store`, :class:`Transaction`, :class:`Reader`, :class:`KeyFilter`,
-:class:`AuditFilter`.
+- :mod:`keysvc.store.sqlite`: the embedded default, one process, zero setup;
+- :mod:`keysvc.store.postgres`: several replicas behind a load balancer;
+- :mod:`keysvc.store.memory`: in process, for the service's own unit tests.
+
+The SQL stores share their schema (:mod:`keysvc.store.schema`) and their queries and writes
+(:mod:`keysvc.store.sql`). Adapters are imported only when a URL asks for them, so importing this
+package loads no database driver.
 """
 
 from __future__ import annotations
@@ -9,10 +14,9 @@ from __future__ import annotations
 import importlib
 
 from keysvc.errors import ConfigError
-from keysvc.store.interface import AuditFilter, KeyFilter, Reader, Store, Transaction
-from keysvc.store.sqlite import SqliteStore, path_from_url
+from keysvc.service.ports import Store
 
-__all__ = ["AuditFilter", "KeyFilter", "Reader", "Store", "Transaction", "open_store"]
+__all__ = ["open_store"]
 
 
 def open_store(database: str) -> Store:
@@ -20,7 +24,8 @@ def open_store(database: str) -> Store:
     scheme = database.split("://", 1)[0]
     store: Store
     if scheme == "sqlite":
-        store = SqliteStore(path_from_url(database))
+        sqlite = importlib.import_module("keysvc.store.sqlite")
+        store = sqlite.SqliteStore(sqlite.path_from_url(database))
     elif scheme in {"postgresql", "postgres"}:
         try:
             postgres = importlib.import_module("keysvc.store.postgres")

@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -47,33 +47,18 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from keysvc.auditchain import ChainHead
+from keysvc.core.auditchain import ChainHead
+from keysvc.core.models import AuditRecord, KeyFilter, KeyRecord, KeyState
 from keysvc.errors import ConfigError, Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
-from keysvc.models import AuditRecord, KeyRecord, KeyState
-from keysvc.store.interface import AuditFilter, KeyFilter, Migration
-from keysvc.store.migrations.postgres import MIGRATIONS
+from keysvc.store import schema
 from keysvc.store.postgres_url import describe, split_dsn
-from keysvc.store.queries import audit_query, keys_query
-from keysvc.store.rows import (
-    AUDIT_COLUMNS,
-    HEAD_COLUMNS,
-    KEY_COLUMNS,
-    UNBOUND_INSTANCE,
-    audit_from_row,
-    audit_to_row,
-    head_from_row,
-    instance_to_column,
-    key_from_row,
-    key_to_row,
-)
+from keysvc.store.rows import AUDIT_COLUMNS, audit_from_row, audit_to_row, head_from_row
+from keysvc.store.sql import AUDIT, HEAD, SqlWriter, pending_migrations
 from keysvc.store.translation import translating
 
-_KEYS = ", ".join(KEY_COLUMNS)
-_AUDIT = ", ".join(AUDIT_COLUMNS)
-_HEAD = ", ".join(HEAD_COLUMNS)
-_INSERT_AUDIT = f"INSERT INTO audit_records ({_AUDIT}) VALUES ({', '.join('%s' for _ in AUDIT_COLUMNS)})"  # noqa: S608
+_INSERT_AUDIT = f"INSERT INTO audit_records ({AUDIT}) VALUES ({', '.join('%s' for _ in AUDIT_COLUMNS)})"  # noqa: S608
 _INSERT_AUDIT_NAMED = (
-    f"INSERT INTO audit_records ({_AUDIT}) VALUES ({', '.join(f'%({c})s' for c in AUDIT_COLUMNS)})"  # noqa: S608
+    f"INSERT INTO audit_records ({AUDIT}) VALUES ({', '.join(f'%({c})s' for c in AUDIT_COLUMNS)})"  # noqa: S608
 )
 _UPSERT_HEAD = (
     "INSERT INTO audit_head (id, seq, record_hash, signature, signer) "
@@ -120,10 +105,10 @@ def node_lock_key(cluster: str, node: str) -> int:
     return int.from_bytes(digest[:4], "big", signed=True)
 
 
-class PostgresReader:
+class PostgresReader(SqlWriter):
     """Queries over one pooled connection, inside a transaction the store opened."""
 
-    _lock_rows = ""
+    mark = "%s"
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
@@ -131,51 +116,31 @@ class PostgresReader:
     def _execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
         return self._conn.execute(sql, params)
 
-    def _all(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    @_translated
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         return self._execute(sql, params).fetchall()
 
     @_translated
-    def get_key(self, key_id: str) -> KeyRecord | None:
-        """Return the key with this id, or None (in a write transaction, locked until commit)."""
-        rows = self._all(f"SELECT {_KEYS} FROM keys WHERE key_id = %s{self._lock_rows}", (key_id,))  # noqa: S608
-        return key_from_row(rows[0]) if rows else None
-
-    @_translated
-    def find_keys(self, where: KeyFilter) -> list[KeyRecord]:
-        """Return matching keys, oldest issued first."""
-        sql, params = keys_query(where, "%s")
-        if where.state is KeyState.LIVE:
-            sql += self._lock_rows
-        return [key_from_row(row) for row in self._all(sql, params)]
-
-    @_translated
-    def audit_records(self, where: AuditFilter) -> list[AuditRecord]:
-        """Return matching audit records in seq order; ``limit`` keeps the most recent."""
-        sql, params = audit_query(where, "%s")
-        return [audit_from_row(row) for row in reversed(self._all(sql, params))]
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._execute(sql, params).rowcount
 
     def iter_audit(self) -> Iterator[AuditRecord]:
         """Yield every audit record in seq order, fetched in batches through a server-side cursor."""
         try:
             with self._conn.cursor(name="keysvc_iter_audit") as cursor:
                 cursor.itersize = AUDIT_FETCH_ROWS
-                cursor.execute(f"SELECT {_AUDIT} FROM audit_records ORDER BY seq")  # noqa: S608
+                cursor.execute(f"SELECT {AUDIT} FROM audit_records ORDER BY seq")  # noqa: S608
                 for row in cursor:
                     yield audit_from_row(row)
         except psycopg.Error as exc:
             raise translate(exc) from exc
 
-    @_translated
-    def audit_head(self) -> ChainHead | None:
-        """Return the signed chain head, or None."""
-        rows = self._all(f"SELECT {_HEAD} FROM audit_head WHERE id = 1")  # noqa: S608
-        return head_from_row(rows[0]) if rows else None
-
 
 class PostgresTransaction(PostgresReader):
     """The writes of one READ COMMITTED transaction; row locks first, the chain lock last."""
 
-    _lock_rows = " FOR UPDATE"
+    lock_rows = " FOR UPDATE"
+    expired_lock = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         super().__init__(conn)
@@ -199,7 +164,6 @@ class PostgresTransaction(PostgresReader):
             record, self._held_back = self._held_back, None
             self._conn.execute(_INSERT_AUDIT, audit_to_row(record))
 
-    @_translated
     def find_keys(self, where: KeyFilter) -> list[KeyRecord]:
         """Return matching keys; a live-key lookup for one node first takes that node's lock."""
         if where.state is KeyState.LIVE and where.cluster is not None and where.node is not None:
@@ -207,34 +171,9 @@ class PostgresTransaction(PostgresReader):
             if lock not in self._nodes_locked:
                 # A statement of its own: the lookup below then reads with a snapshot taken after
                 # any concurrent AddNode for this node has committed.
-                self._execute("SELECT pg_advisory_xact_lock(%s, %s)", (NODE_LOCK_NAMESPACE, lock))
+                self._run("SELECT pg_advisory_xact_lock(%s, %s)", (NODE_LOCK_NAMESPACE, lock))
                 self._nodes_locked.add(lock)
         return super().find_keys(where)
-
-    @_translated
-    def insert_key(self, record: KeyRecord) -> None:
-        """Store a new key; the partial unique index refuses a second live key for a node."""
-        marks = ", ".join("%s" for _ in KEY_COLUMNS)
-        self._execute(f"INSERT INTO keys ({_KEYS}) VALUES ({marks})", key_to_row(record))  # noqa: S608
-
-    @_translated
-    def end_key(self, key_id: str, state: KeyState, *, at: float, reason: str) -> bool:
-        """Move a live key to ``state`` and delete its hash; only a live key changes."""
-        cursor = self._execute(
-            "UPDATE keys SET state = %s, key_hash = NULL, ended_at = %s, end_reason = %s "
-            "WHERE key_id = %s AND state = 'live'",
-            (state.value, at, reason, key_id),
-        )
-        return cursor.rowcount == 1
-
-    @_translated
-    def bind_instance(self, key_id: str, instance: str) -> bool:
-        """Bind a live, not yet bound key to ``instance``; only such a key changes."""
-        cursor = self._execute(
-            "UPDATE keys SET instance = %s WHERE key_id = %s AND state = 'live' AND instance = %s",
-            (instance_to_column(instance), key_id, UNBOUND_INSTANCE),
-        )
-        return cursor.rowcount == 1
 
     @_translated
     def record_use(self, key_id: str, *, at: float, source: str) -> tuple[int, bool]:
@@ -253,16 +192,6 @@ class PostgresTransaction(PostgresReader):
         return int(row[0]), bool(row[1])
 
     @_translated
-    def expired_live_keys(self, now: float) -> list[KeyRecord]:
-        """Return live keys past their expiry that no other transaction holds, locked until commit."""
-        rows = self._all(
-            f"SELECT {_KEYS} FROM keys WHERE state = 'live' AND expires_at <= %s "  # noqa: S608
-            "ORDER BY expires_at, key_id FOR UPDATE SKIP LOCKED",
-            (now,),
-        )
-        return [key_from_row(row) for row in rows]
-
-    @_translated
     def lock_audit_head(self) -> ChainHead | None:
         """Lock the chain head row until commit or rollback, and return it as the last appender left it.
 
@@ -272,10 +201,10 @@ class PostgresTransaction(PostgresReader):
         """
         if self._chain_locked:
             return self.audit_head()
-        rows = self._all(f"SELECT {_HEAD} FROM audit_head WHERE id = 1 FOR UPDATE")  # noqa: S608
+        rows = self._all(f"SELECT {HEAD} FROM audit_head WHERE id = 1 FOR UPDATE")  # noqa: S608
         if not rows:
-            self._execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CHAIN_LOCK))
-            rows = self._all(f"SELECT {_HEAD} FROM audit_head WHERE id = 1 FOR UPDATE")  # noqa: S608
+            self._run("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CHAIN_LOCK))
+            rows = self._all(f"SELECT {HEAD} FROM audit_head WHERE id = 1 FOR UPDATE")  # noqa: S608
         self._chain_locked = True
         return head_from_row(rows[0]) if rows else None
 
@@ -311,7 +240,9 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 class PostgresStore:
     """A PostgreSQL database shared by any number of keysvc processes, through a bounded pool."""
 
-    def __init__(self, database: str, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+    def __init__(
+        self, database: str, *, migrations: tuple[schema.Migration, ...] = schema.migrations(schema.POSTGRES)
+    ) -> None:
         url, self.pool_settings = split_dsn(database)
         self.description = describe(database)
         try:
@@ -426,7 +357,6 @@ class PostgresStore:
         Replicas that start together queue on the lock; the first applies the migrations, the
         others then find the schema current and apply nothing.
         """
-        known = max((m.version for m in self._migrations), default=0)
         with self._unit("BEGIN ISOLATION LEVEL READ COMMITTED") as conn:
             try:
                 conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, MIGRATION_LOCK))
@@ -434,14 +364,7 @@ class PostgresStore:
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
                     "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
                 )
-                current = self._version(conn)
-                if current > known:
-                    raise MigrationError(
-                        f"database schema version {current} is newer than this keysvc knows ({known})"
-                    )
-                for migration in self._migrations:
-                    if migration.version <= current:
-                        continue
+                for migration in pending_migrations(self._migrations, self._version(conn)):
                     for statement in migration.statements:
                         conn.execute(statement)
                     conn.execute(

@@ -4,7 +4,7 @@ A row is a plain sequence of column values in the order of the column list.
 
 A key's ``instance`` column is NOT NULL: a key whose node has no EC2 instance bound yet stores
 :data:`UNBOUND_INSTANCE` (the empty string), which no valid instance id can be. This module is the one
-place that maps it to and from ``None`` in :class:`~keysvc.models.KeyRecord`.
+place that maps it to and from ``None`` in :class:`~keysvc.core.models.KeyRecord`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from keysvc.auditchain import ChainHead
+from keysvc.core.auditchain import ChainHead
+from keysvc.core.models import AuditEvent, AuditRecord, EventType, KeyRecord, KeyState
 from keysvc.errors import AuditIntegrityError
-from keysvc.models import AuditEvent, AuditRecord, EventType, KeyRecord, KeyState
 
 KEY_COLUMNS = (
     "key_id",

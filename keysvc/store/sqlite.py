@@ -16,33 +16,19 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from keysvc.auditchain import ChainHead
+from keysvc.core.auditchain import ChainHead
+from keysvc.core.models import AuditRecord
 from keysvc.errors import Conflict, KeysvcError, MigrationError, StoreError, StoreUnavailable
-from keysvc.models import AuditRecord, KeyRecord, KeyState
-from keysvc.store.interface import AuditFilter, KeyFilter, Migration
-from keysvc.store.migrations.sqlite import MIGRATIONS
-from keysvc.store.queries import audit_query, keys_query
-from keysvc.store.rows import (
-    AUDIT_COLUMNS,
-    HEAD_COLUMNS,
-    KEY_COLUMNS,
-    UNBOUND_INSTANCE,
-    audit_from_row,
-    audit_to_row,
-    head_from_row,
-    instance_to_column,
-    key_from_row,
-    key_to_row,
-)
+from keysvc.store import schema
+from keysvc.store.rows import AUDIT_COLUMNS, audit_from_row, audit_to_row
+from keysvc.store.sql import AUDIT, SqlWriter, pending_migrations
 from keysvc.store.translation import translating
 
 BUSY_TIMEOUT_MS = 10_000
-_KEYS = ", ".join(KEY_COLUMNS)
-_AUDIT = ", ".join(AUDIT_COLUMNS)
-_HEAD = ", ".join(HEAD_COLUMNS)
 
 
 def translate(exc: sqlite3.Error) -> KeysvcError:
@@ -67,74 +53,30 @@ def path_from_url(database: str) -> Path:
     return Path(database[len(prefix) :])
 
 
-class SqliteReader:
-    """Queries over one connection, inside a transaction the store opened."""
+class SqliteTransaction(SqlWriter):
+    """The queries and writes of one transaction the store opened (reads use it too, never writing)."""
+
+    mark = "?"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     @_translated
-    def get_key(self, key_id: str) -> KeyRecord | None:
-        """Return the key with this id, or None."""
-        row = self._conn.execute(f"SELECT {_KEYS} FROM keys WHERE key_id = ?", (key_id,)).fetchone()  # noqa: S608
-        return key_from_row(row) if row is not None else None
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        return self._conn.execute(sql, params).fetchall()
 
     @_translated
-    def find_keys(self, where: KeyFilter) -> list[KeyRecord]:
-        """Return matching keys, oldest issued first."""
-        sql, params = keys_query(where, "?")
-        return [key_from_row(row) for row in self._conn.execute(sql, params)]
-
-    @_translated
-    def audit_records(self, where: AuditFilter) -> list[AuditRecord]:
-        """Return matching audit records in seq order; ``limit`` keeps the most recent."""
-        sql, params = audit_query(where, "?")
-        rows = self._conn.execute(sql, params).fetchall()
-        return [audit_from_row(row) for row in reversed(rows)]
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
 
     def iter_audit(self) -> Iterator[AuditRecord]:
         """Yield every audit record in seq order."""
         try:
-            cursor = self._conn.execute(f"SELECT {_AUDIT} FROM audit_records ORDER BY seq")  # noqa: S608
+            cursor = self._conn.execute(f"SELECT {AUDIT} FROM audit_records ORDER BY seq")  # noqa: S608
             for row in cursor:
                 yield audit_from_row(row)
         except sqlite3.Error as exc:
             raise translate(exc) from exc
-
-    @_translated
-    def audit_head(self) -> ChainHead | None:
-        """Return the signed chain head, or None."""
-        row = self._conn.execute(f"SELECT {_HEAD} FROM audit_head WHERE id = 1").fetchone()  # noqa: S608
-        return head_from_row(row) if row is not None else None
-
-
-class SqliteTransaction(SqliteReader):
-    """The writes of one ``BEGIN IMMEDIATE`` transaction."""
-
-    @_translated
-    def insert_key(self, record: KeyRecord) -> None:
-        """Store a new key; the partial unique index refuses a second live key for a node."""
-        marks = ", ".join("?" for _ in KEY_COLUMNS)
-        self._conn.execute(f"INSERT INTO keys ({_KEYS}) VALUES ({marks})", key_to_row(record))  # noqa: S608
-
-    @_translated
-    def end_key(self, key_id: str, state: KeyState, *, at: float, reason: str) -> bool:
-        """Move a live key to ``state`` and delete its hash; only a live key changes."""
-        cursor = self._conn.execute(
-            "UPDATE keys SET state = ?, key_hash = NULL, ended_at = ?, end_reason = ? "
-            "WHERE key_id = ? AND state = 'live'",
-            (state.value, at, reason, key_id),
-        )
-        return cursor.rowcount == 1
-
-    @_translated
-    def bind_instance(self, key_id: str, instance: str) -> bool:
-        """Bind a live, not yet bound key to ``instance``; only such a key changes."""
-        cursor = self._conn.execute(
-            "UPDATE keys SET instance = ? WHERE key_id = ? AND state = 'live' AND instance = ?",
-            (instance_to_column(instance), key_id, UNBOUND_INSTANCE),
-        )
-        return cursor.rowcount == 1
 
     @_translated
     def record_use(self, key_id: str, *, at: float, source: str) -> tuple[int, bool]:
@@ -153,32 +95,18 @@ class SqliteTransaction(SqliteReader):
         )
         return int(row[0]), cursor.rowcount == 1
 
-    @_translated
-    def expired_live_keys(self, now: float) -> list[KeyRecord]:
-        """Return live keys past their expiry."""
-        rows = self._conn.execute(
-            f"SELECT {_KEYS} FROM keys WHERE state = 'live' AND expires_at <= ? ORDER BY expires_at",  # noqa: S608
-            (now,),
-        )
-        return [key_from_row(row) for row in rows]
-
     def lock_audit_head(self) -> ChainHead | None:
         """Return the head; ``BEGIN IMMEDIATE`` already holds the database write lock."""
         return self.audit_head()
 
-    @_translated
     def append_audit(self, record: AuditRecord) -> None:
         """Store a sealed audit record."""
         marks = ", ".join("?" for _ in AUDIT_COLUMNS)
-        self._conn.execute(
-            f"INSERT INTO audit_records ({_AUDIT}) VALUES ({marks})",  # noqa: S608 - constant columns
-            audit_to_row(record),
-        )
+        self._run(f"INSERT INTO audit_records ({AUDIT}) VALUES ({marks})", audit_to_row(record))  # noqa: S608
 
-    @_translated
     def write_audit_head(self, head: ChainHead) -> None:
         """Replace the signed chain head."""
-        self._conn.execute(
+        self._run(
             "INSERT INTO audit_head (id, seq, record_hash, signature, signer) VALUES (1, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, record_hash = excluded.record_hash, "
             "signature = excluded.signature, signer = excluded.signer",
@@ -189,7 +117,9 @@ class SqliteTransaction(SqliteReader):
 class SqliteStore:
     """A SQLite database file, one connection per thread."""
 
-    def __init__(self, path: Path, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+    def __init__(
+        self, path: Path, *, migrations: tuple[schema.Migration, ...] = schema.migrations(schema.SQLITE)
+    ) -> None:
         self.path = path
         self._migrations = migrations
         self._local = threading.local()
@@ -257,10 +187,10 @@ class SqliteStore:
             yield SqliteTransaction(conn)
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[SqliteReader]:
+    def read(self) -> Iterator[SqliteTransaction]:
         """A consistent snapshot (a deferred transaction over WAL)."""
         with self._unit("BEGIN") as conn:
-            yield SqliteReader(conn)
+            yield SqliteTransaction(conn)
 
     def schema_version(self) -> int:
         """Return the highest applied migration, 0 for a fresh database."""
@@ -281,22 +211,14 @@ class SqliteStore:
         return int(row[0] or 0)
 
     def migrate(self) -> int:
-        """Apply every migration newer than the database, each in its own transaction."""
-        known = max((m.version for m in self._migrations), default=0)
+        """Apply every migration newer than the database, in one ``BEGIN IMMEDIATE`` transaction."""
         with self._write_lock, self._unit("BEGIN IMMEDIATE") as conn:
             try:
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version "
                     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
                 )
-                current = self._version(conn)
-                if current > known:
-                    raise MigrationError(
-                        f"database schema version {current} is newer than this keysvc knows ({known})"
-                    )
-                for migration in self._migrations:
-                    if migration.version <= current:
-                        continue
+                for migration in pending_migrations(self._migrations, self._version(conn)):
                     for statement in migration.statements:
                         conn.execute(statement)
                     conn.execute(

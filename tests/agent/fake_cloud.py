@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from agent.transport import Response
-from keysvc.objectnames import parse_suffix
+from keysvc.wire.objectnames import parse_suffix
 
 BUCKET = "http://bucket.test/nodelogs-test/"
 

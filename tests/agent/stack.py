@@ -2,7 +2,7 @@
 
 Not collected by pytest (no ``test_`` prefix). Everything here starts real programs: ``keysvc keys
 issue``/``revoke`` on a state directory, ``keysvc serve`` on a free port, and ``nodelogs-agent run``.
-Objects are read back through fake-gcs-server's JSON API (:mod:`keysvc.emulator`).
+Objects are read back through fake-gcs-server's JSON API (:mod:`keysvc.devtools.emulator`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.chunking import source_id
-from keysvc import emulator
-from keysvc.objectnames import parse_suffix
-from keysvc.url_signing import new_service_account_file
+from keysvc.devtools import emulator
+from keysvc.gcs.url_signing import new_service_account_file
+from keysvc.wire.objectnames import parse_suffix
 from tests.servers import free_port, http_ok, wait_until
 
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.chunking import CutPolicy, compress, cut_length, object_suffix, source_id
-from keysvc.objectnames import parse_suffix
+from keysvc.wire.objectnames import parse_suffix
 
 POLICY = CutPolicy(chunk_bytes=100, chunk_seconds=2.0, partial_line_seconds=5.0)
 

@@ -19,7 +19,7 @@ from agent.errors import (
     KeyUnavailable,
     StateCorrupt,
 )
-from keysvc import keyformat
+from keysvc.wire import keyformat
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 
 from agent.errors import KeyFileInsecure, KeyUnavailable
 from agent.keyfile import finished_reason, mark_finished, read_key, remove_key
-from keysvc import keyformat
+from keysvc.wire import keyformat
 
 
 def write_key(path: Path, text: str, mode: int = 0o600) -> Path:

@@ -8,7 +8,7 @@ import json
 import structlog
 
 from agent import logging_setup
-from keysvc import keyformat
+from keysvc.wire import keyformat
 
 
 def test_own_key_and_any_key_are_removed_from_log_lines() -> None:

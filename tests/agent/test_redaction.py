@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.redaction import find_secrets, mask, redact
-from keysvc import keyformat
+from keysvc.wire import keyformat
 
 KEY = keyformat.mint().key
 # The armour lines are assembled at run time so that no private-key block, even this fake one, is

@@ -17,7 +17,7 @@ from agent.errors import KeyExpired, KeyRefused
 from agent.runner import Agent, Signals
 from agent.sources import FileTail
 from agent.transport import Response
-from keysvc import keyformat
+from keysvc.wire import keyformat
 from tests.agent.fake_cloud import FakeCloud, reassemble
 from tests.agent.journal_files import Journal
 

@@ -11,7 +11,7 @@ from agent.errors import ConnectError, GrantRejected, KeyRefused, RetryableFailu
 from agent.keyfile import NodeKey
 from agent.transport import Response
 from agent.uploader import Grant, KeysvcClient, put_chunk, retrying
-from keysvc import keyformat
+from keysvc.wire import keyformat
 
 
 class Scripted:

@@ -29,7 +29,7 @@ from agent.keyfile import NodeKey
 from agent.proxyconfig import ProxyConfig
 from agent.transport import Transport
 from agent.uploader import Grant, KeysvcClient
-from keysvc import emulator
+from keysvc.devtools import emulator
 from tests.agent.stack import BUCKET, CLUSTER, Keysvc, Node, read_source
 from tests.servers import start_fake_gcs
 

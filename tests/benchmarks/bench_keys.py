@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from keysvc import keyformat, logging_setup
-from keysvc.audit_signing import AuditSigner
-from keysvc.clock import SystemClock
-from keysvc.models import AddNode, Scope
-from keysvc.service import KeyService
+from keysvc import logging_setup
+from keysvc.core.clock import SystemClock
+from keysvc.core.models import AddNode, Scope
+from keysvc.files.audit_signing import AuditSigner
+from keysvc.service.keys import KeyService
 from keysvc.store import open_store
 from keysvc.store.sqlite import SqliteStore
+from keysvc.wire import keyformat
 
 
 def rate(count: int, work: Callable[[int], object]) -> tuple[float, float]:

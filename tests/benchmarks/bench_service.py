@@ -35,7 +35,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from keysvc import demo, emulator
+from keysvc.devtools import demo, emulator
 
 SUFFIX = "var-log-cloud-init-output.log-1f2e3d4c/g{gen:06d}/0000000000000000-0000000000001000.gz"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.chunking import source_id
-from keysvc import emulator
+from keysvc.devtools import emulator
 from tests.agent.stack import BUCKET, Keysvc, Node, landed, logs_get
 from tests.faultproxy import FaultProxy
 from tests.servers import Server, wait_until

@@ -7,15 +7,13 @@ import signal
 import subprocess
 import sysconfig
 import venv
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
 import tenacity
 
-from keysvc import emulator
-from tests.agent.stack import BUCKET, Keysvc, Node, landed
+from tests.agent.stack import Keysvc, Node, landed
 from tests.servers import Server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -42,15 +40,6 @@ def bare_python(tmp_path: Path) -> Path:
     (site / "nodelogs-repo.pth").write_text(f"{REPO}\n")
     assert sysconfig.get_paths()["purelib"] != str(site)
     return python
-
-
-@pytest.fixture
-def keysvc(tmp_path: Path, fake_gcs: Server) -> Iterator[Keysvc]:
-    """A real keysvc serve (it has the heavy dependencies; the agent does not)."""
-    emulator.create_buckets(fake_gcs.url, [BUCKET])
-    service = Keysvc(tmp_path / "keysvc", fake_gcs.url).prepare().start()
-    yield service
-    service.stop()
 
 
 def test_bare_venv_cannot_import_cloud_sdks_but_runs_the_agent(

@@ -5,26 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.chunking import source_id
-from keysvc import emulator
-from tests.agent.stack import BUCKET, Keysvc, Node, anything_landed, landed, logs_get
+from tests.agent.stack import Keysvc, Node, anything_landed, landed, logs_get
 from tests.servers import Server, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def keysvc(tmp_path: Path, fake_gcs: Server) -> Iterator[Keysvc]:
-    """A real keysvc serve whose signed URLs point straight at fake-gcs-server."""
-    emulator.create_buckets(fake_gcs.url, [BUCKET])
-    service = Keysvc(tmp_path / "keysvc", fake_gcs.url).prepare().start()
-    yield service
-    service.stop()
 
 
 def shipped(gcs_url: str, node: str, path: Path, generation: int, expected: bytes) -> bool:

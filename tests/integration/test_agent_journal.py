@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.chunking import source_id
-from keysvc import emulator
+from keysvc.devtools import emulator
 from tests.agent.journal_files import Journal
 from tests.agent.stack import BUCKET, CLUSTER, PREFIX, Keysvc, Node, anything_landed, logs_get, read_source
 from tests.servers import Server, wait_until
@@ -18,15 +17,6 @@ pytestmark = pytest.mark.integration
 
 UNIT = "kubelet.service"
 SPEC = f"journal:{UNIT}"
-
-
-@pytest.fixture
-def keysvc(tmp_path: Path, fake_gcs: Server) -> Iterator[Keysvc]:
-    """A real keysvc serve whose signed URLs point straight at fake-gcs-server."""
-    emulator.create_buckets(fake_gcs.url, [BUCKET])
-    service = Keysvc(tmp_path / "keysvc", fake_gcs.url).prepare().start()
-    yield service
-    service.stop()
 
 
 def in_bucket(gcs_url: str, node: str) -> bytes | None:

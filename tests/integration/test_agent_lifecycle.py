@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from keysvc import emulator
+from keysvc.devtools import emulator
 from tests.agent.stack import BIN, BUCKET, Keysvc, Node, anything_landed, landed, read_source
 from tests.servers import Server, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def keysvc(tmp_path: Path, fake_gcs: Server) -> Iterator[Keysvc]:
-    """A real keysvc serve."""
-    emulator.create_buckets(fake_gcs.url, [BUCKET])
-    service = Keysvc(tmp_path / "keysvc", fake_gcs.url).prepare().start()
-    yield service
-    service.stop()
 
 
 def rerun(node: Node) -> subprocess.CompletedProcess[str]:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from keysvc.audit_signing import AuditSigner, write_private_file
-from keysvc.clock import SystemClock
-from keysvc.models import AddNode
-from keysvc.runtime import load_settings, open_service
-from tests.integration.test_cli_keys import keysvc
+from keysvc.core.clock import SystemClock
+from keysvc.core.models import AddNode
+from keysvc.files.audit_signing import AuditSigner
+from keysvc.files.private_files import write_private
+from tests.integration.cli_state import keysvc, open_state
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ RECORDS = 6
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state directory with a six-record chain: five issued (one superseding) and one revoked."""
     state = tmp_path_factory.mktemp("pristine")
-    service = open_service(load_settings(None, str(state)))
+    service = open_state(state)
     now = SystemClock().now()
     try:
         for i in range(4):
@@ -135,7 +135,7 @@ def test_swapped_signing_key(state: Path) -> None:
     """Replacing the signing key file makes every old record a bad signature, from record 1."""
     key_file = state / "audit-signing-key.pem"
     key_file.unlink()
-    write_private_file(key_file, AuditSigner.generate().private_pem())
+    write_private(key_file, AuditSigner.generate().private_pem(), replace=False)
     assert "record 1: bad signature" in broken(state)
 
 
@@ -145,7 +145,7 @@ def test_records_signed_after_a_key_swap_fail_against_the_pinned_key(state: Path
     pinned.write_text(keysvc(state, "audit", "public-key").stdout)
     key_file = state / "audit-signing-key.pem"
     key_file.unlink()
-    write_private_file(key_file, AuditSigner.generate().private_pem())
+    write_private(key_file, AuditSigner.generate().private_pem(), replace=False)
     keysvc(
         state,
         "keys",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from keysvc import keyformat
-from tests.integration.test_cli_keys import keysvc
+from keysvc.wire import keyformat
+from tests.integration.cli_state import config_for, keysvc
 
 pytestmark = pytest.mark.integration
 
@@ -23,26 +23,28 @@ import shutil, sys
 from pathlib import Path
 from keysvc import logging_setup
 from keysvc.errors import Refused
-from keysvc.models import Scope
-from keysvc.runtime import load_settings, open_service
+from keysvc.core.models import Scope
+from keysvc.runtime import load_settings, open_ingest, open_service
 
-state, snapshot = Path(sys.argv[1]), Path(sys.argv[2])
+state, snapshot, config = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 key = sys.stdin.readline().strip()
 key_id = key.split("_")[1]
 logging_setup.configure("debug")
-service = open_service(load_settings(None, str(state)))
+settings = load_settings(config, str(state))
+service = open_service(settings)
+ingest = open_ingest(settings, service)
 wanted = Scope(cluster="prod", node="node-1", region="eu")
-service.authenticate_ingest(key, wanted=wanted, source="10.0.0.1")
+ingest.authenticate(key, wanted=wanted, source="10.0.0.1")
 typo = key[:-1] + ("b" if key.endswith("a") else "a")  # always a different last character
 bad = [(key, Scope("prod", "node-2", "eu")), (typo, wanted), (key, Scope("prod", "node-1", "us"))]
 for presented, scope in bad:
     try:
-        service.authenticate_ingest(presented, wanted=scope, source="10.0.0.2")
+        ingest.authenticate(presented, wanted=scope, source="10.0.0.2")
     except Refused:
         pass
     else:
         raise SystemExit("a bad request was accepted")
-service.record_refusal(reason="out_of_scope", source="10.0.0.4", key_id=key_id, detail={"body": key})
+service.audit.record_refusal(reason="out_of_scope", source="10.0.0.4", key_id=key_id, detail={"body": key})
 snapshot.mkdir()
 for name in ("keysvc.db", "keysvc.db-wal", "keysvc.db-shm"):
     if (state / name).exists():
@@ -88,7 +90,7 @@ def test_secret_is_found_nowhere(tmp_path: Path) -> None:
     key, key_id = issued["key"], issued["key_id"]
 
     used = subprocess.run(
-        [sys.executable, "-c", USE_SCRIPT, str(state), str(tmp_path / "snapshot")],
+        [sys.executable, "-c", USE_SCRIPT, str(state), str(tmp_path / "snapshot"), str(config_for(state))],
         input=key + "\n",
         capture_output=True,
         text=True,

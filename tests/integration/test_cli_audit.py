@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from keysvc import auditchain
-from keysvc.audit_signing import AuditSigner
-from keysvc.clock import SystemClock
-from keysvc.models import AddNode, Scope
-from keysvc.runtime import load_settings, open_service
-from tests.integration.test_cli_keys import keysvc
+from keysvc.core import auditchain
+from keysvc.core.clock import SystemClock
+from keysvc.core.models import AddNode, Scope
+from keysvc.files.audit_signing import AuditSigner
+from keysvc.runtime import load_settings, open_ingest
+from tests.integration.cli_state import config_for, keysvc, open_state
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +21,16 @@ INSTANCE = "i-0123456789abcdef0"
 
 def populate(state: Path) -> tuple[str, str]:
     """Issue, use (twice, two sources), refuse and revoke through the service; return two key ids."""
-    service = open_service(load_settings(None, str(state)))
+    service = open_state(state)
+    ingest = open_ingest(load_settings(str(config_for(state)), str(state)), service)
     try:
         now = SystemClock().now()
         a = service.add_node(AddNode("prod", "node-a", INSTANCE, "eu", "op-a", now), actor="provisioner")
         b = service.add_node(AddNode("dev", "node-b", INSTANCE, "us", "op-b", now), actor="provisioner")
-        service.authenticate_ingest(a.key, wanted=Scope("prod", "node-a", "eu"), source="10.0.0.1")
-        service.authenticate_ingest(a.key, wanted=Scope("prod", "node-a", "eu"), source="10.0.0.2")
+        ingest.authenticate(a.key, wanted=Scope("prod", "node-a", "eu"), source="10.0.0.1")
+        ingest.authenticate(a.key, wanted=Scope("prod", "node-a", "eu"), source="10.0.0.2")
         with pytest.raises(Exception, match="refused"):
-            service.authenticate_ingest(a.key, wanted=Scope("prod", "node-x", "eu"), source="10.0.0.3")
+            ingest.authenticate(a.key, wanted=Scope("prod", "node-x", "eu"), source="10.0.0.3")
         service.revoke(key_id=a.record.key_id, reason="node terminated", actor="events")
         return a.record.key_id, b.record.key_id
     finally:

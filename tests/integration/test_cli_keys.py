@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from keysvc import keyformat
+from keysvc.wire import keyformat
+from tests.integration.cli_state import config_for, keysvc
 from tests.servers import run_cli, wait_until
 
 pytestmark = pytest.mark.integration
@@ -20,13 +21,6 @@ pytestmark = pytest.mark.integration
 INSTANCE = "i-0123456789abcdef0"
 SHORT_TTL = {**os.environ, "KEYSVC_KEY_TTL_SECONDS": "2"}
 """Keys issued with this environment live two seconds, so expiry tests need not wait an hour."""
-
-
-def keysvc(
-    state: Path, *argv: str, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``keysvc --state-dir STATE ARGV...`` as a real process."""
-    return run_cli(["keysvc", "--state-dir", str(state), *argv], check=check, env=env)
 
 
 def issue(
@@ -182,6 +176,8 @@ def test_invalid_ids_exit_4(tmp_path: Path) -> None:
     result = run_cli(
         [
             "keysvc",
+            "--config",
+            str(config_for(tmp_path)),
             "--state-dir",
             str(tmp_path),
             "keys",
@@ -219,7 +215,7 @@ def test_state_location_from_environment(tmp_path: Path) -> None:
     """KEYSVC_STATE_DIR and KEYSVC_DATABASE choose where the state lives; files are root-only."""
     env = {**os.environ, "KEYSVC_STATE_DIR": str(tmp_path / "envstate")}
     env.pop("KEYSVC_DATABASE", None)
-    env.pop("KEYSVC_CONFIG", None)
+    env["KEYSVC_CONFIG"] = str(config_for(tmp_path / "envstate"))  # regions only
     run_cli(
         [
             "keysvc",
@@ -249,7 +245,7 @@ def test_state_location_from_environment(tmp_path: Path) -> None:
 def _spawn(state: Path, *argv: str) -> subprocess.Popen[str]:
     binary = Path(sys.executable).parent / "keysvc"
     return subprocess.Popen(
-        [str(binary), "--state-dir", str(state), *argv],
+        [str(binary), "--config", str(config_for(state)), "--state-dir", str(state), *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -331,3 +327,13 @@ def test_issue_without_instance_then_bind(tmp_path: Path) -> None:
     assert f"instance {INSTANCE}" in timeline
     assert "bound" in timeline
     keysvc(tmp_path, "audit", "verify")
+
+
+def test_issue_refuses_an_unconfigured_region(tmp_path: Path) -> None:
+    """`keys issue --region mars` is refused as HTTP AddNode refuses it, and mints nothing."""
+    result = keysvc(
+        tmp_path, "keys", "issue", "--cluster", "prod", "--node", "n", "--region", "mars", check=False
+    )
+    assert result.returncode == 4
+    assert "unknown region" in result.stderr
+    assert keysvc(tmp_path, "keys", "list", "-o", "json").stdout.strip() == "[]"

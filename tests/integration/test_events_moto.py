@@ -1,7 +1,7 @@
 """Termination events on moto's server: EventBridge rule -> SQS -> `keysvc events consume` -> revoked.
 
 moto does not emit state-change events when an instance terminates, so each test publishes the event
-with put_events, as EC2 would; the README's rule pattern (keysvc.events.STATE_CHANGE_PATTERN) decides
+with put_events, as EC2 would; the README's rule pattern (keysvc.aws.events.STATE_CHANGE_PATTERN) decides
 what reaches the queue. The consumer runs as a real `keysvc` process (or thread) on a real SQLite store.
 """
 
@@ -23,13 +23,13 @@ from typing import Any
 import boto3
 import pytest
 
-from keysvc import emulator
+from keysvc.aws.events import LIFECYCLE_PATTERN, STATE_CHANGE_PATTERN
+from keysvc.aws.sqs_consumer import EventConsumer, make_clients, start_consumer_thread
 from keysvc.config import EventsConfig
-from keysvc.events import LIFECYCLE_PATTERN, STATE_CHANGE_PATTERN
-from keysvc.models import AddNode, EventType, KeyState
+from keysvc.core.models import AddNode, EventType, KeyState
+from keysvc.devtools import emulator
 from keysvc.runtime import load_settings, open_service
-from keysvc.service import KeyService
-from keysvc.sqs_consumer import EventConsumer, make_clients, start_consumer_thread
+from keysvc.service.keys import KeyService
 from tests.agent.stack import BUCKET, Keysvc, Node, read_source
 from tests.servers import Server, run_cli, wait_until
 
@@ -139,7 +139,7 @@ def _consume_args(state_dir: Path, wiring: Wiring, *extra: str) -> list[str]:
 
 
 def _revocations(service: KeyService, key_id: str) -> list[Any]:
-    return [r for r in service.audit_log(key_id=key_id) if r.event.event == EventType.REVOKED]
+    return [r for r in service.audit.records(key_id=key_id) if r.event.event == EventType.REVOKED]
 
 
 def test_terminated_event_revokes_the_key_and_is_deleted(tmp_path: Path, wiring: Wiring) -> None:
@@ -345,7 +345,7 @@ def test_addnode_without_instance_then_bind_then_event_revokes(tmp_path: Path, w
     counters = json.loads(run_cli(_consume_args(tmp_path, wiring, "--once"), env=env).stdout)
     assert (counters["revoked_keys"], counters["deleted"]) == (1, 1)
     assert service.get_key(key_id).state == KeyState.REVOKED
-    kinds = [r.event.event for r in service.audit_log(key_id=key_id)]
+    kinds = [r.event.event for r in service.audit.records(key_id=key_id)]
     assert kinds == [EventType.ISSUED, EventType.BOUND, EventType.REVOKED]
     assert _revocations(service, key_id)[0].event.instance == instance
     assert wiring.counts() == (0, 0)

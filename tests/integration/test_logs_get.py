@@ -18,7 +18,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from keysvc.objectnames import chunk_suffix, object_name
+from keysvc.wire.objectnames import chunk_suffix, object_name
 from tests import servers
 
 pytestmark = pytest.mark.integration

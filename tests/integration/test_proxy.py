@@ -17,7 +17,7 @@ from agent.chunking import source_id
 from agent.errors import ProxyError
 from agent.proxyconfig import ProxyConfig
 from agent.transport import Transport
-from keysvc import emulator
+from keysvc.devtools import emulator
 from tests import certs, servers
 from tests.agent import stack
 

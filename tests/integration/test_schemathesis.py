@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keysvc.credentials import create_credential
+from keysvc.files.credentials import create_credential
 from tests import servers
 
 pytestmark = pytest.mark.integration

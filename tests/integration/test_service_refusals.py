@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from keysvc.keyformat import mint
+from keysvc.wire.keyformat import mint
 from tests import servers
 from tests.integration.service_client import SUFFIX, add_node, audit, bearer, client, counts, grant, unique
 

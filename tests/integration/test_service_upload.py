@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from keysvc import emulator
+from keysvc.devtools import emulator
 from tests import servers
 from tests.integration.service_client import SUFFIX, add_node, client, grant, unique
 from tests.signed_urls import public_key_of, verify_v4

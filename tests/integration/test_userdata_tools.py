@@ -8,6 +8,7 @@ paths (/etc/nodelogs/...) without touching the host. Stubs on PATH record what t
 from __future__ import annotations
 
 import email
+import json
 import os
 import shutil
 import stat
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from keysvc import keyformat
-from keysvc.userdata import AgentSettings, render
+from keysvc.core.userdata import AgentSettings, render
+from keysvc.wire import keyformat
+from tests.integration.cli_state import config_for, keysvc
 
 pytestmark = pytest.mark.integration
 
@@ -273,7 +275,8 @@ def test_cloud_init_write_files_window_is_closed_by_the_private_directory(scratc
 def _keysvc(args: list[str], stdin: str | None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     binary = Path(sys.executable).parent / "keysvc"
     return subprocess.run(
-        [str(binary), "--state-dir", str(tmp_path / "state"), "userdata", "render", *args],
+        [str(binary), "--config", str(config_for(tmp_path / "state")), "--state-dir", str(tmp_path / "state"),
+         "userdata", "render", *args],
         input=stdin, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
 
@@ -316,3 +319,32 @@ def test_cli_reads_the_key_from_a_file_and_never_from_argv(tmp_path: Path) -> No
     bad = _keysvc(RENDER_ARGS, KEY[:-2] + "\n", tmp_path)
     assert bad.returncode == 4
     assert KEY[:-2] not in bad.stderr + bad.stdout
+
+
+def test_cli_refuses_an_unconfigured_region_like_addnode(tmp_path: Path) -> None:
+    """`userdata render --region mars` fails with AddNode's own "unknown region" error and prints nothing."""
+    args = [a if a != "eu" else "mars" for a in RENDER_ARGS]
+    result = _keysvc(args, KEY + "\n", tmp_path)
+    assert result.returncode == 4
+    assert result.stdout == ""
+    assert "unknown region" in result.stderr
+    assert KEY not in result.stderr
+
+
+def test_cli_refuses_user_data_for_another_nodes_key(tmp_path: Path) -> None:
+    """A key the store issued for one node cannot be rendered into user data naming another node or region."""
+    state = tmp_path / "state"
+    issued = json.loads(
+        keysvc(state, "keys", "issue", "--cluster", AGENT.cluster, "--node", AGENT.node, "--region", "eu",
+               "-o", "json").stdout
+    )  # fmt: skip
+    key = issued["key"]
+    assert _keysvc(RENDER_ARGS, key + "\n", tmp_path).returncode == 0
+    for flag, other in (("--node", "ip-10-9-9-9.internal"), ("--cluster", "dev"), ("--region", "us")):
+        args = list(RENDER_ARGS)
+        args[args.index(flag) + 1] = other
+        refused = _keysvc(args, key + "\n", tmp_path)
+        assert refused.returncode == 4, (flag, refused.stderr)
+        assert "issued for another cluster, node or region" in refused.stderr
+        assert refused.stdout == ""
+        assert key not in refused.stderr

@@ -13,17 +13,17 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
-from keysvc.clock import ManualClock
-from keysvc.config import RegionConfig, ServerConfig, Settings
-from keysvc.credentials import CredentialFile, create_credential
+from keysvc.config import ServerConfig, Settings
+from keysvc.core.clock import ManualClock
+from keysvc.core.models import AuditRecord, Region
+from keysvc.files.credentials import CredentialFile, create_credential
+from keysvc.files.private_files import write_private
+from keysvc.gcs.url_signing import GcsUrlSigner, new_service_account_file
 from keysvc.http import create_app
+from keysvc.http.ratelimit import FailureLimiter
 from keysvc.metrics import Metrics
-from keysvc.models import AuditRecord
-from keysvc.private_files import write_private
-from keysvc.ratelimit import FailureLimiter
-from keysvc.runtime import open_service
-from keysvc.service import KeyService
-from keysvc.url_signing import GcsUrlSigner, new_service_account_file
+from keysvc.runtime import open_ingest, open_service
+from keysvc.service.keys import KeyService
 
 T0 = 1_800_000_000.0
 INSTANCE = "i-0123456789abcdef0"
@@ -78,7 +78,7 @@ class Harness:
 
     def audit(self) -> list[AuditRecord]:
         """Every audit record so far."""
-        return self.service.audit_log()
+        return self.service.audit.records()
 
     def refusals(self) -> list[tuple[str | None, str | None]]:
         """(reason, key id) of every refused record."""
@@ -109,10 +109,10 @@ def build(tmp_path: Path, *, server: ServerConfig | None = None, burst: int = 5)
         ),
         server=replace(server or base.server, credentials_file=credentials),
         regions={
-            "eu": RegionConfig(
+            "eu": Region(
                 name="eu", bucket="nodelogs-eu", prefix="nodelogs", endpoint="https://keysvc.eu.test"
             ),
-            "us": RegionConfig(
+            "us": Region(
                 name="us", bucket="nodelogs-us", prefix="logs/us", endpoint="https://keysvc.us.test"
             ),
         },
@@ -129,8 +129,8 @@ def build(tmp_path: Path, *, server: ServerConfig | None = None, burst: int = 5)
     metrics = Metrics()
     app = create_app(
         service,
+        open_ingest(settings, service, signer=GcsUrlSigner(service_account, GCS), clock=clock),
         settings,
-        GcsUrlSigner(service_account, GCS),
         CredentialFile(credentials),
         clock=clock,
         limiter=FailureLimiter(burst=burst, per_second=0.5),

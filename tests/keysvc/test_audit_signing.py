@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from keysvc import audit_signing
 from keysvc.errors import ConfigError, SigningError
+from keysvc.files import audit_signing
 
 
 def test_generated_on_first_start_with_safe_modes(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import hashlib
 
 import pytest
 
-from keysvc import auditchain
-from keysvc.audit_signing import AuditSigner
-from keysvc.auditchain import ChainHead, Tamper
+from keysvc.core import auditchain
+from keysvc.core.auditchain import ChainHead, Tamper
+from keysvc.core.models import AuditEvent, AuditRecord, EventType
 from keysvc.errors import AuditIntegrityError
-from keysvc.models import AuditEvent, AuditRecord, EventType
+from keysvc.files.audit_signing import AuditSigner
 
 T0 = 1_800_000_000.0
 

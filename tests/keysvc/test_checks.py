@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from keysvc.checks import Failure, Reason, Success
+from keysvc.wire.results import Failure, Reason, Success
 
 
 def test_reason_values_are_stable() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from keysvc.checks import Failure, Reason, Success
-from keysvc.credentials import (
+from keysvc.errors import ConfigError, InvalidInput, NotFound
+from keysvc.files.credentials import (
     CredentialFile,
     create_credential,
     delete_credential,
@@ -16,7 +16,7 @@ from keysvc.credentials import (
     parse_credentials,
     read_credentials,
 )
-from keysvc.errors import ConfigError, InvalidInput, NotFound
+from keysvc.wire.results import Failure, Reason, Success
 
 T0 = 1_800_000_000.0
 

@@ -1,4 +1,4 @@
-"""Unit tests for keysvc.events: SQS message bodies become terminations, ignorable events or errors."""
+"""Unit tests for keysvc.aws.events: SQS message bodies become terminations, ignorable events or errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from keysvc.errors import EventError
-from keysvc.events import (
+from keysvc.aws.events import (
     LIFECYCLE_PATTERN,
     STATE_CHANGE_PATTERN,
     Ignored,
@@ -17,6 +16,7 @@ from keysvc.events import (
     Termination,
     parse_message,
 )
+from keysvc.errors import EventError
 
 INSTANCE = "i-0123456789abcdef0"
 
@@ -155,7 +155,7 @@ def test_error_message_does_not_echo_long_untrusted_values() -> None:
 
 
 def test_readme_documents_the_rule_patterns_the_consumer_expects() -> None:
-    """The README's EventBridge rule patterns are exactly keysvc.events' patterns."""
+    """The README's EventBridge rule patterns are exactly keysvc.aws.events' patterns."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for pattern in (STATE_CHANGE_PATTERN, LIFECYCLE_PATTERN):
         assert json.dumps(pattern, indent=2) in readme

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keysvc import expiry
+from keysvc.core import expiry
 from keysvc.errors import ConfigError
 
 T0 = 1_800_000_000.0

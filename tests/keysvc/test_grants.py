@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keysvc.core.grants import plan_grants, upload_headers, url_lifetime
 from keysvc.errors import InvalidObjectName
-from keysvc.grants import plan_grants, upload_headers, url_lifetime
 
 T0 = 1_800_000_000.0
 SUFFIX = "var-log-syslog/g000001/0000000000000000-0000000000001000.gz"

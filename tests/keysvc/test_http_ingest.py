@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keysvc.keyformat import mint
+from keysvc.wire.keyformat import mint
 from tests.keysvc.http_harness import GCS, INSTANCE, SUFFIX, T0, Harness, build
 from tests.signed_urls import public_key_of, verify_v4
 

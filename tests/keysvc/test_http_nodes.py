@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from keysvc import keyformat
-from keysvc.checks import Success
-from keysvc.credentials import create_credential
-from keysvc.models import KeyState
+from keysvc.core.models import KeyState
+from keysvc.files.credentials import create_credential
+from keysvc.wire import keyformat
+from keysvc.wire.results import Success
 from tests.keysvc.http_harness import INSTANCE, T0, Harness, build
 
 

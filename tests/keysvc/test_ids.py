@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from keysvc import credentials, ids, keyformat
+from keysvc.core import ids, tokenformat
 from keysvc.errors import InvalidInput
+from keysvc.wire import keyformat
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,7 @@ def test_non_strings_are_refused() -> None:
 def test_operation_id_shaped_like_a_secret_is_refused() -> None:
     """An operation id carrying an ingest key or a provisioner token is refused, so no secret is stored."""
     key = keyformat.mint().key
-    _, token = credentials.mint_token()
+    _, token = tokenformat.mint_token()
     for value in (key, f"op-{key}", token, f"retry:{token}"):
         with pytest.raises(InvalidInput, match="invalid operation_id") as caught:
             ids.operation_id(value)

@@ -7,8 +7,8 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keysvc import keyformat
-from keysvc.checks import Failure, Reason, Success
+from keysvc.wire import keyformat
+from keysvc.wire.results import Failure, Reason, Success
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 

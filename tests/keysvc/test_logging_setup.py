@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from keysvc import credentials, keyformat, logging_setup
+from keysvc import logging_setup
+from keysvc.core import tokenformat
+from keysvc.wire import keyformat
 
 TOKEN = "nlt1_" + "a" * 16 + "_" + "b" * 32
 
@@ -12,7 +14,7 @@ def test_keys_and_tokens_are_redacted_anywhere_in_text() -> None:
     key = keyformat.mint().key
     text = f"Authorization: Bearer {key} then token={TOKEN}."
     assert logging_setup.redact(text) == "Authorization: Bearer [REDACTED] then token=[REDACTED]."
-    assert credentials.TOKEN_PATTERN.fullmatch(TOKEN)
+    assert tokenformat.TOKEN_PATTERN.fullmatch(TOKEN)
 
 
 def test_log_events_are_redacted_in_every_string_field() -> None:

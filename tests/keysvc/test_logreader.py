@@ -9,8 +9,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keysvc.logreader import NodeLogs, StreamCursor, decompress_chunk
-from keysvc.objectnames import ChunkName
+from keysvc.core.logreader import NodeLogs, StreamCursor, decompress_chunk
+from keysvc.wire.objectnames import ChunkName
 
 
 def chunk(start: int, end: int, source: str = "syslog", stream: str = "g000001") -> ChunkName:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keysvc import objectnames
 from keysvc.errors import InvalidObjectName
+from keysvc.wire import objectnames
 
 GOOD = "var-log-cloud-init-output.log-3f2a9c1d/g000001/0000000000000000-0000000001048576.gz"
 

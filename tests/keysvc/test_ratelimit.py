@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keysvc.ratelimit import FailureLimiter
+from keysvc.http.ratelimit import FailureLimiter
 
 T0 = 1_800_000_000.0
 

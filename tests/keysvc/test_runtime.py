@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from keysvc.clock import ManualClock
 from keysvc.config import Settings, StateConfig
-from keysvc.models import AddNode
+from keysvc.core.clock import ManualClock
+from keysvc.core.models import AddNode
 from keysvc.runtime import load_settings, open_service
 
 
@@ -30,14 +30,15 @@ def test_open_service_creates_state_and_reuses_it(tmp_path: Path) -> None:
     clock = ManualClock(1_800_000_000.0)
     settings = settings_for(tmp_path / "state", ttl=120)
     service = open_service(settings, clock=clock)
-    issued = service.add_node(AddNode("c", "n", "i-0123456789abcdef0", "eu", "op", clock.now()), actor="test")
+    request = AddNode("c", "n", "i-0123456789abcdef0", "local", "op", clock.now())
+    issued = service.add_node(request, actor="test")
     assert issued.record.expires_at == clock.now() + 120
-    keys = service.audit_public_keys()
+    keys = service.audit.public_keys()
     service.close()
     assert (tmp_path / "state" / "audit-signing-key.pem").stat().st_mode & 0o777 == 0o600
     again = open_service(settings, clock=clock)
-    assert again.audit_public_keys() == keys
-    assert again.verify_audit().records == 1
+    assert again.audit.public_keys() == keys
+    assert again.audit.verify().records == 1
     again.check_ready()
     again.close()
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from keysvc.checks import Failure, Reason, Success
-from keysvc.models import Scope
-from keysvc.scope import check_scope
+from keysvc.core.models import Scope
+from keysvc.core.scope import check_scope
+from keysvc.wire.results import Failure, Reason, Success
 
 GRANTED = Scope(cluster="prod", node="node-1", region="eu")
 

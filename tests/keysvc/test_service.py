@@ -7,14 +7,16 @@ import threading
 
 import pytest
 
-from keysvc import keyformat
-from keysvc.audit_signing import AuditSigner
-from keysvc.checks import Reason
-from keysvc.clock import ManualClock
+from keysvc.core.clock import ManualClock
+from keysvc.core.models import AddNode, EventType, KeyState, Scope
 from keysvc.errors import AuditIntegrityError, ConfigError, Conflict, InvalidInput, NotFound, Refused
-from keysvc.models import AddNode, EventType, KeyState, Scope
-from keysvc.service import KeyService
-from keysvc.store import Store
+from keysvc.files.audit_signing import AuditSigner
+from keysvc.service.ingest import IngestService
+from keysvc.service.keys import KeyService
+from keysvc.service.ports import Store
+from keysvc.wire import keyformat
+from keysvc.wire.results import Reason
+from tests.keysvc.conftest import REGIONS, RecordingSigner
 
 T0 = 1_800_000_000.0
 INSTANCE = "i-0123456789abcdef0"
@@ -40,17 +42,17 @@ def scope(cluster: str = "prod", node: str = "node-1", region: str = "eu") -> Sc
     return Scope(cluster=cluster, node=node, region=region)
 
 
-def refusal_reason(service: KeyService, presented: str, wanted: Scope | None = None) -> str:
+def refusal_reason(ingest: IngestService, presented: str, wanted: Scope | None = None) -> str:
     """Authenticate and return the refusal reason; fail if the key was accepted."""
     with pytest.raises(Refused) as caught:
-        service.authenticate_ingest(presented, wanted=wanted or scope(), source="10.0.0.1")
+        ingest.authenticate(presented, wanted=wanted or scope(), source="10.0.0.1")
     assert str(caught.value) == "credential refused"
     return caught.value.reason
 
 
 def events(service: KeyService, **filters: object) -> list[tuple[EventType, str | None]]:
     """The (event, reason) pairs of the audit log."""
-    return [(r.event.event, r.event.reason) for r in service.audit_log(**filters)]  # type: ignore[arg-type]
+    return [(r.event.event, r.event.reason) for r in service.audit.records(**filters)]  # type: ignore[arg-type]
 
 
 def test_add_node_mints_a_key_stored_only_as_hash(service: KeyService) -> None:
@@ -63,47 +65,49 @@ def test_add_node_mints_a_key_stored_only_as_hash(service: KeyService) -> None:
     assert record.expires_at == T0 + 3600
     assert issued.key not in repr(issued)
     assert events(service) == [(EventType.ISSUED, None)]
-    audit = service.audit_log()[0]
+    audit = service.audit.records()[0]
     assert audit.event.actor == "provisioner"
     assert audit.event.detail["operation_id"] == "op-1"
 
 
-def test_key_valid_at_3599_and_refused_at_3600(service: KeyService, clock: ManualClock) -> None:
+def test_key_valid_at_3599_and_refused_at_3600(
+    service: KeyService, clock: ManualClock, ingest: IngestService
+) -> None:
     """The TTL boundary: valid one second before expiry, refused as expired at it."""
     issued = service.add_node(add(), actor="p")
     clock.set(T0 + 3599)
-    assert (
-        service.authenticate_ingest(issued.key, wanted=scope(), source="10.0.0.1").key_id
-        == issued.record.key_id
-    )
+    assert ingest.authenticate(issued.key, wanted=scope(), source="10.0.0.1").key_id == issued.record.key_id
     clock.set(T0 + 3600)
-    assert refusal_reason(service, issued.key) == Reason.EXPIRED
+    assert refusal_reason(ingest, issued.key) == Reason.EXPIRED
     assert service.get_key(issued.record.key_id).state is KeyState.EXPIRED
 
 
-def test_expiry_counts_from_addnode_start_not_issue_time(service: KeyService, clock: ManualClock) -> None:
+def test_expiry_counts_from_addnode_start_not_issue_time(
+    service: KeyService, clock: ManualClock, ingest: IngestService
+) -> None:
     """A key minted 100 s after its AddNode began still expires 3600 s after the start."""
     clock.set(T0 + 100)
     issued = service.add_node(add(started=T0), actor="p")
     assert issued.record.expires_at == T0 + 3600
     clock.set(T0 + 3600)
-    assert refusal_reason(service, issued.key) == Reason.EXPIRED
+    assert refusal_reason(ingest, issued.key) == Reason.EXPIRED
 
 
-def test_shortened_ttl_is_honoured(store: Store, signer: AuditSigner, clock: ManualClock) -> None:
+def test_shortened_ttl_is_honoured(service_store: Store, signer: AuditSigner, clock: ManualClock) -> None:
     """Configuration may shorten the TTL; the boundary moves with it."""
-    short = KeyService(store, signer, clock, key_ttl_seconds=60)
+    short = KeyService(service_store, signer, clock, regions=REGIONS, key_ttl_seconds=60)
+    short_ingest = IngestService(short.store, short.audit, clock, signer=RecordingSigner(), regions=REGIONS)
     issued = short.add_node(add(), actor="p")
     clock.set(T0 + 59)
-    short.authenticate_ingest(issued.key, wanted=scope(), source="a")
+    short_ingest.authenticate(issued.key, wanted=scope(), source="a")
     clock.set(T0 + 60)
-    assert refusal_reason(short, issued.key) == Reason.EXPIRED
+    assert refusal_reason(short_ingest, issued.key) == Reason.EXPIRED
 
 
-def test_ttl_cannot_be_lengthened(store: Store, signer: AuditSigner, clock: ManualClock) -> None:
+def test_ttl_cannot_be_lengthened(service_store: Store, signer: AuditSigner, clock: ManualClock) -> None:
     """A TTL above 3600 s is a configuration error."""
     with pytest.raises(ConfigError):
-        KeyService(store, signer, clock, key_ttl_seconds=3601)
+        KeyService(service_store, signer, clock, regions=REGIONS, key_ttl_seconds=3601)
 
 
 def test_stale_or_future_addnode_is_refused(service: KeyService, clock: ManualClock) -> None:
@@ -135,10 +139,10 @@ def test_invalid_ids_are_refused(service: KeyService, field: str, value: str) ->
     with pytest.raises(InvalidInput, match=field):
         service.add_node(request, actor="p")
     assert service.list_keys() == []
-    assert service.audit_log() == []
+    assert service.audit.records() == []
 
 
-def test_retry_with_same_operation_supersedes(service: KeyService) -> None:
+def test_retry_with_same_operation_supersedes(service: KeyService, ingest: IngestService) -> None:
     """A retried AddNode re-mints and revokes the earlier key: never two live keys for a node."""
     first = service.add_node(add(), actor="p")
     second = service.add_node(add(), actor="p")
@@ -148,13 +152,13 @@ def test_retry_with_same_operation_supersedes(service: KeyService) -> None:
     assert [k.key_id for k in live] == [second.record.key_id]
     old = service.get_key(first.record.key_id)
     assert (old.state, old.end_reason, old.key_hash) == (KeyState.REVOKED, "superseded", None)
-    assert refusal_reason(service, first.key) == Reason.REVOKED
+    assert refusal_reason(ingest, first.key) == Reason.REVOKED
     assert events(service)[:3] == [
         (EventType.ISSUED, None),
         (EventType.REVOKED, "superseded"),
         (EventType.ISSUED, None),
     ]
-    assert service.audit_log()[2].event.detail["retry"] is True
+    assert service.audit.records()[2].event.detail["retry"] is True
 
 
 def test_same_operation_with_other_parameters_conflicts(service: KeyService) -> None:
@@ -165,7 +169,7 @@ def test_same_operation_with_other_parameters_conflicts(service: KeyService) -> 
     with pytest.raises(Conflict):
         service.add_node(add(started=T0 + 1), actor="p")
     assert [k.key_id for k in service.list_keys()] == [first.record.key_id]
-    assert len(service.audit_log()) == 1
+    assert len(service.audit.records()) == 1
 
 
 def test_new_addnode_for_node_revokes_old_key(service: KeyService, clock: ManualClock) -> None:
@@ -197,33 +201,33 @@ def test_concurrent_addnodes_leave_one_live_key(service: KeyService) -> None:
     assert errors == []
     assert len(service.list_keys(state=KeyState.LIVE)) == 1
     assert len(service.list_keys()) == 8
-    service.verify_audit()
+    service.audit.verify()
 
 
-def test_every_refusal_reason(service: KeyService, clock: ManualClock) -> None:
+def test_every_refusal_reason(service: KeyService, clock: ManualClock, ingest: IngestService) -> None:
     """Malformed, bad checksum, unknown, hash mismatch, revoked, expired and scope failures are told apart."""
     issued = service.add_node(add(), actor="p")
     key = issued.key
-    assert refusal_reason(service, "not-a-key") == Reason.MALFORMED
-    assert refusal_reason(service, key[:-1]) == Reason.MALFORMED
+    assert refusal_reason(ingest, "not-a-key") == Reason.MALFORMED
+    assert refusal_reason(ingest, key[:-1]) == Reason.MALFORMED
     flipped = key[:-1] + ("a" if key[-1] != "a" else "b")
-    assert refusal_reason(service, flipped) == Reason.BAD_CHECKSUM
-    assert refusal_reason(service, keyformat.mint().key) == Reason.UNKNOWN
+    assert refusal_reason(ingest, flipped) == Reason.BAD_CHECKSUM
+    assert refusal_reason(ingest, keyformat.mint().key) == Reason.UNKNOWN
     forged = keyformat.mint(issued.record.key_id).key
-    assert refusal_reason(service, forged) == Reason.HASH_MISMATCH
-    assert refusal_reason(service, key, scope(node="node-2")) == Reason.OUT_OF_SCOPE
-    assert refusal_reason(service, key, scope(cluster="dev")) == Reason.OUT_OF_SCOPE
-    assert refusal_reason(service, key, scope(region="us")) == Reason.WRONG_REGION
+    assert refusal_reason(ingest, forged) == Reason.HASH_MISMATCH
+    assert refusal_reason(ingest, key, scope(node="node-2")) == Reason.OUT_OF_SCOPE
+    assert refusal_reason(ingest, key, scope(cluster="dev")) == Reason.OUT_OF_SCOPE
+    assert refusal_reason(ingest, key, scope(region="us")) == Reason.WRONG_REGION
     wrong_action = dataclasses.replace(scope(), action="read")
-    assert refusal_reason(service, key, wrong_action) == Reason.WRONG_ACTION
+    assert refusal_reason(ingest, key, wrong_action) == Reason.WRONG_ACTION
     other = service.add_node(add(node="node-9", op="op-9"), actor="p")
     service.revoke(key_id=other.record.key_id, reason="test", actor="op")
-    assert refusal_reason(service, other.key, scope(node="node-9")) == Reason.REVOKED
+    assert refusal_reason(ingest, other.key, scope(node="node-9")) == Reason.REVOKED
     clock.set(T0 + 3600)
-    assert refusal_reason(service, key) == Reason.EXPIRED
+    assert refusal_reason(ingest, key) == Reason.EXPIRED
     service.sweep()
-    assert refusal_reason(service, key) == Reason.EXPIRED
-    refused = [r.event for r in service.audit_log(event=EventType.REFUSED)]
+    assert refusal_reason(ingest, key) == Reason.EXPIRED
+    refused = [r.event for r in service.audit.records(event=EventType.REFUSED)]
     assert [e.reason for e in refused] == [
         "malformed",
         "malformed",
@@ -244,16 +248,18 @@ def test_every_refusal_reason(service: KeyService, clock: ManualClock) -> None:
     assert all(e.source == "10.0.0.1" for e in refused)
 
 
-def test_use_counts_and_first_use_per_source(service: KeyService, clock: ManualClock) -> None:
+def test_use_counts_and_first_use_per_source(
+    service: KeyService, clock: ManualClock, ingest: IngestService
+) -> None:
     """Every use is counted; only the first use from each source address is audited."""
     issued = service.add_node(add(), actor="p")
     for source in ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.1"]:
         clock.advance(1)
-        record = service.authenticate_ingest(issued.key, wanted=scope(), source=source)
+        record = ingest.authenticate(issued.key, wanted=scope(), source=source)
     assert record.uses == 4
     stored = service.get_key(issued.record.key_id)
     assert (stored.uses, stored.last_used_at) == (4, T0 + 4)
-    used = service.audit_log(event=EventType.USED)
+    used = service.audit.records(event=EventType.USED)
     assert [(r.event.source, r.event.detail["uses"]) for r in used] == [("10.0.0.1", 1), ("10.0.0.2", 3)]
 
 
@@ -269,7 +275,7 @@ def test_revoke_by_each_selector(service: KeyService) -> None:
         c.record.key_id
     ]
     assert service.revoke(cluster="dev", reason="cluster gone", actor="op") == [d.record.key_id]
-    revoked = service.audit_log(event=EventType.REVOKED)
+    revoked = service.audit.records(event=EventType.REVOKED)
     assert [(r.event.key_id, r.event.reason, r.event.actor) for r in revoked] == [
         (a.record.key_id, "by id", "op"),
         (b.record.key_id, "by node", "op"),
@@ -293,7 +299,7 @@ def test_revoke_is_idempotent(service: KeyService) -> None:
     assert service.revoke(key_id=issued.record.key_id, reason="r", actor="op") == [issued.record.key_id]
     assert service.revoke(key_id=issued.record.key_id, reason="r", actor="op") == []
     assert service.revoke(cluster="prod", reason="r", actor="op") == []
-    assert len(service.audit_log(event=EventType.REVOKED)) == 1
+    assert len(service.audit.records(event=EventType.REVOKED)) == 1
 
 
 def test_revoke_needs_exactly_one_selector(service: KeyService) -> None:
@@ -329,7 +335,7 @@ def test_sweep_expires_once(service: KeyService, clock: ManualClock) -> None:
     assert service.sweep() == []
     clock.set(T0 + 3700)
     assert service.sweep() == [b.record.key_id]
-    expired = service.audit_log(event=EventType.EXPIRED)
+    expired = service.audit.records(event=EventType.EXPIRED)
     assert [r.event.key_id for r in expired] == [a.record.key_id, b.record.key_id]
     assert all(k.state is KeyState.EXPIRED and k.key_hash is None for k in service.list_keys())
 
@@ -346,7 +352,7 @@ def test_concurrent_sweeps_do_not_double_audit(service: KeyService, clock: Manua
     for thread in threads:
         thread.join()
     assert sorted(k for r in results for k in r) == sorted(k.key_id for k in service.list_keys())
-    assert len(service.audit_log(event=EventType.EXPIRED)) == 5
+    assert len(service.audit.records(event=EventType.EXPIRED)) == 5
 
 
 def test_list_reports_expiry_before_sweep(service: KeyService, clock: ManualClock) -> None:
@@ -379,27 +385,27 @@ def test_audit_log_filters(service: KeyService, clock: ManualClock) -> None:
     b = service.add_node(add(cluster="dev", node="b", op="2", started=T0 + 10), actor="p")
     clock.advance(10)
     service.revoke(key_id=a.record.key_id, reason="r", actor="op")
-    assert len(service.audit_log()) == 3
-    assert [r.seq for r in service.audit_log(since=T0 + 10)] == [2, 3]
-    assert [r.seq for r in service.audit_log(until=T0 + 10)] == [1]
-    assert [r.seq for r in service.audit_log(cluster="dev")] == [2]
-    assert [r.seq for r in service.audit_log(node="a")] == [1, 3]
-    assert [r.seq for r in service.audit_log(event=EventType.REVOKED)] == [3]
-    assert [r.seq for r in service.audit_log(key_id=b.record.key_id)] == [2]
-    assert [r.seq for r in service.audit_log(limit=2)] == [2, 3]
+    assert len(service.audit.records()) == 3
+    assert [r.seq for r in service.audit.records(since=T0 + 10)] == [2, 3]
+    assert [r.seq for r in service.audit.records(until=T0 + 10)] == [1]
+    assert [r.seq for r in service.audit.records(cluster="dev")] == [2]
+    assert [r.seq for r in service.audit.records(node="a")] == [1, 3]
+    assert [r.seq for r in service.audit.records(event=EventType.REVOKED)] == [3]
+    assert [r.seq for r in service.audit.records(key_id=b.record.key_id)] == [2]
+    assert [r.seq for r in service.audit.records(limit=2)] == [2, 3]
 
 
 def test_record_refusal_is_audited_and_scrubbed(service: KeyService) -> None:
     """Refusals seen by the HTTP layer are recorded with the key's scope; key-shaped detail is redacted."""
     issued = service.add_node(add(), actor="p")
-    service.record_refusal(
+    service.audit.record_refusal(
         reason=Reason.OUT_OF_SCOPE,
         source="10.1.1.1",
         key_id=issued.record.key_id,
         detail={"endpoint": "/v1/admin/keys", "echo": issued.key},
     )
-    service.record_refusal(reason=Reason.RATE_LIMITED, source="10.1.1.2", actor="provisioner")
-    refused = service.audit_log(event=EventType.REFUSED)
+    service.audit.record_refusal(reason=Reason.RATE_LIMITED, source="10.1.1.2", actor="provisioner")
+    refused = service.audit.records(event=EventType.REFUSED)
     first, second = refused[0].event, refused[1].event
     assert (first.reason, first.key_id, first.node, first.source) == (
         "out_of_scope",
@@ -412,20 +418,22 @@ def test_record_refusal_is_audited_and_scrubbed(service: KeyService) -> None:
     assert (second.reason, second.actor, second.key_id) == ("rate_limited", "provisioner", None)
 
 
-def test_audit_verifies_and_names_tampering(service: KeyService, store: Store, signer: AuditSigner) -> None:
+def test_audit_verifies_and_names_tampering(
+    service: KeyService, service_store: Store, signer: AuditSigner
+) -> None:
     """verify_audit passes on an intact chain and raises, naming the record, when one is replaced."""
     issued = service.add_node(add(), actor="p")
     service.revoke(key_id=issued.record.key_id, reason="r", actor="op")
-    report = service.verify_audit()
+    report = service.audit.verify()
     assert (report.records, report.head_seq, report.signers) == (2, 2, (signer.signer_id,))
-    other = KeyService(store, AuditSigner.generate(), ManualClock(T0))
+    other = KeyService(service_store, AuditSigner.generate(), ManualClock(T0), regions=REGIONS)
     with pytest.raises(AuditIntegrityError, match=r"record 1: bad signature"):
-        other.verify_audit()
+        other.audit.verify()
 
 
 def test_audit_public_keys(service: KeyService, signer: AuditSigner) -> None:
     """The service exports its signer's public key under the signer id."""
-    assert service.audit_public_keys() == {signer.signer_id: signer.public_key_pem()}
+    assert service.audit.public_keys() == {signer.signer_id: signer.public_key_pem()}
 
 
 def test_check_ready(service: KeyService) -> None:
@@ -441,13 +449,13 @@ def test_add_node_without_instance_then_bind(service: KeyService, clock: ManualC
     issued = service.add_node(add(instance=None), actor="provisioner")
     assert issued.record.instance is None
     assert service.get_key(issued.record.key_id).instance is None
-    assert service.audit_log()[0].event.instance is None
+    assert service.audit.records()[0].event.instance is None
     assert service.revoke(reason="terminated", actor="aws:events", instance=INSTANCE) == []
     clock.set(T0 + 30)
     bound = service.bind_instance(cluster="prod", node="node-1", instance=INSTANCE, actor="provisioner")
     assert (bound.key_id, bound.instance, bound.state) == (issued.record.key_id, INSTANCE, KeyState.LIVE)
     assert service.get_key(issued.record.key_id).instance == INSTANCE
-    [record] = service.audit_log(event=EventType.BOUND)
+    [record] = service.audit.records(event=EventType.BOUND)
     assert (record.event.key_id, record.event.instance, record.event.actor, record.event.at) == (
         issued.record.key_id,
         INSTANCE,
@@ -455,7 +463,7 @@ def test_add_node_without_instance_then_bind(service: KeyService, clock: ManualC
         T0 + 30,
     )
     assert (record.event.cluster, record.event.node, record.event.region) == ("prod", "node-1", "eu")
-    assert service.verify_audit().records == 2
+    assert service.audit.verify().records == 2
     assert service.revoke(reason="terminated", actor="aws:events", instance=INSTANCE) == [bound.key_id]
 
 
@@ -485,7 +493,7 @@ def test_bind_another_instance_conflicts(service: KeyService) -> None:
     with pytest.raises(Conflict):
         service.bind_instance(cluster="prod", node="node-1", instance=OTHER_INSTANCE, actor="p")
     assert service.get_key(issued.record.key_id).instance == INSTANCE
-    assert len(service.audit_log(event=EventType.BOUND)) == 1
+    assert len(service.audit.records(event=EventType.BOUND)) == 1
 
 
 def test_bind_an_instance_held_by_another_node_conflicts(service: KeyService) -> None:
@@ -511,7 +519,7 @@ def test_bind_without_live_key_is_not_found(service: KeyService, clock: ManualCl
     clock.set(T0 + 3600)
     with pytest.raises(NotFound):
         service.bind_instance(cluster="prod", node="node-2", instance=INSTANCE, actor="p")
-    assert service.audit_log(event=EventType.BOUND) == []
+    assert service.audit.records(event=EventType.BOUND) == []
     assert all(rec.instance is None for rec in service.list_keys())
 
 
@@ -535,7 +543,7 @@ def test_bind_refuses_invalid_input(service: KeyService, field: str, value: str)
     with pytest.raises(InvalidInput):
         service.bind_instance(**arguments)
     assert service.list_keys()[0].instance is None
-    assert len(service.audit_log()) == 1
+    assert len(service.audit.records()) == 1
 
 
 def test_retry_without_instance_compares_instances(service: KeyService) -> None:
@@ -577,4 +585,4 @@ def test_concurrent_binds_audit_once(service: KeyService) -> None:
         thread.join()
     assert errors == []
     assert service.get_key(issued.record.key_id).instance == INSTANCE
-    assert len(service.audit_log(event=EventType.BOUND)) == 1
+    assert len(service.audit.records(event=EventType.BOUND)) == 1

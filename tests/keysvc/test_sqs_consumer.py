@@ -1,4 +1,4 @@
-"""Unit tests for keysvc.sqs_consumer with in-memory SQS, Auto Scaling and service fakes (no network)."""
+"""Unit tests for keysvc.aws.sqs_consumer with in-memory SQS, Auto Scaling and service fakes (no network)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from structlog.testing import capture_logs
 
+from keysvc.aws.sqs_consumer import EventConsumer
 from keysvc.config import EventsConfig
 from keysvc.errors import ConfigError, StoreUnavailable
-from keysvc.sqs_consumer import EventConsumer
 
 QUEUE = "http://sqs.test/000000000000/events"
 CONFIG = EventsConfig(queue_url=QUEUE, wait_seconds=0)

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from keysvc import auditchain, keyformat
-from keysvc.audit_signing import AuditSigner
+from keysvc.core import auditchain
+from keysvc.core.models import AuditEvent, AuditFilter, EventType, KeyFilter, KeyRecord, KeyState
 from keysvc.errors import ConfigError, Conflict, MigrationError, StoreError, StoreUnavailable
-from keysvc.models import AuditEvent, EventType, KeyRecord, KeyState
-from keysvc.store import AuditFilter, KeyFilter, Store, open_store
+from keysvc.files.audit_signing import AuditSigner
+from keysvc.service.ports import Store
+from keysvc.store import open_store
 from keysvc.store.sqlite import SqliteStore
+from keysvc.wire import keyformat
 
 T0 = 1_800_000_000.0
 

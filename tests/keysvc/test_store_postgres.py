@@ -15,16 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from keysvc import auditchain, keyformat
-from keysvc.audit_signing import AuditSigner
-from keysvc.clock import ManualClock
+from keysvc.core import auditchain
+from keysvc.core.clock import ManualClock
+from keysvc.core.models import AddNode, AuditEvent, EventType, KeyFilter, KeyRecord, KeyState, Scope
 from keysvc.errors import ConfigError, Conflict, MigrationError, Refused, StoreUnavailable
-from keysvc.models import AddNode, AuditEvent, EventType, KeyRecord, KeyState, Scope
-from keysvc.service import KeyService
-from keysvc.store import KeyFilter, open_store
+from keysvc.files.audit_signing import AuditSigner
+from keysvc.service.keys import KeyService
+from keysvc.store import open_store
 from keysvc.store.postgres import PostgresStore, node_lock_key
 from keysvc.store.postgres_url import describe, split_dsn
+from keysvc.wire import keyformat
 from tests import servers
+from tests.keysvc.conftest import REGIONS, ingest_for
 
 T0 = 1_800_000_000.0
 INSTANCE = "i-0123456789abcdef0"
@@ -48,7 +50,7 @@ def replicas(
 
     def build(n: int) -> list[KeyService]:
         for _ in range(n):
-            opened.append(KeyService(open_store(dsn), signer, clock))
+            opened.append(KeyService(open_store(dsn), signer, clock, regions=REGIONS))
         return opened
 
     yield build
@@ -209,26 +211,29 @@ def test_concurrent_add_nodes_on_two_replicas_leave_one_live_key(
         issued = list(pool.map(mint, range(20)))
     live = live_keys(services[0], "node-1")
     assert len(live) == 1
-    records = services[1].audit_log(node="node-1", event=EventType.ISSUED)
+    records = services[1].audit.records(node="node-1", event=EventType.ISSUED)
     assert len(records) == 20
     # The key still live is the one the chain issued last; all the others were superseded.
     assert records[-1].event.key_id == live[0].key_id
     revoked = services[0].list_keys(cluster="prod", node="node-1", state=KeyState.REVOKED)
     assert {k.key_id for k in revoked} == set(issued) - {live[0].key_id}
-    assert services[1].verify_audit().records == 39
+    assert services[1].audit.verify().records == 39
 
 
 def test_revocation_on_one_replica_is_refused_by_the_other(
-    replicas: Callable[[int], list[KeyService]],
+    replicas: Callable[[int], list[KeyService]], clock: ManualClock
 ) -> None:
     """A key revoked through replica A is refused by replica B at its very next check."""
     a, b = replicas(2)
     issued = a.add_node(add("node-7", "op-7"), actor="provisioner")
     wanted = Scope(cluster="prod", node="node-7", region="eu")
-    assert b.authenticate_ingest(issued.key, wanted=wanted, source="10.0.0.7").key_id == issued.record.key_id
+    assert (
+        ingest_for(b, clock).authenticate(issued.key, wanted=wanted, source="10.0.0.7").key_id
+        == issued.record.key_id
+    )
     assert a.revoke(key_id=issued.record.key_id, reason="terminated", actor="ops") == [issued.record.key_id]
     with pytest.raises(Refused) as caught:
-        b.authenticate_ingest(issued.key, wanted=wanted, source="10.0.0.7")
+        ingest_for(b, clock).authenticate(issued.key, wanted=wanted, source="10.0.0.7")
     assert caught.value.reason == "revoked"
 
 
@@ -250,12 +255,12 @@ def test_sweeping_replicas_expire_each_key_once(
         results = list(pool.map(sweep, services))
     expired = [key_id for result in results for key_id in result]
     assert len(expired) == len(set(expired)) == 30
-    assert len(services[0].audit_log(event=EventType.EXPIRED)) == 30
-    assert services[2].verify_audit().ok
+    assert len(services[0].audit.records(event=EventType.EXPIRED)) == 30
+    assert services[2].audit.verify().ok
 
 
 def test_mixed_traffic_on_three_replicas_never_deadlocks(
-    replicas: Callable[[int], list[KeyService]],
+    replicas: Callable[[int], list[KeyService]], clock: ManualClock
 ) -> None:
     """AddNodes, new-source grants and cluster revocations interleave on three replicas without errors."""
     services = replicas(3)
@@ -265,7 +270,7 @@ def test_mixed_traffic_on_three_replicas_never_deadlocks(
     def grants(n: int) -> None:
         for j in range(25):
             try:
-                services[n % 3].authenticate_ingest(
+                ingest_for(services[n % 3], clock).authenticate(
                     keys[(n + j) % 6],
                     wanted=Scope(cluster="prod", node=f"node-{(n + j) % 6}", region="eu"),
                     source=f"10.0.{n}.{j}",
@@ -293,7 +298,7 @@ def test_mixed_traffic_on_three_replicas_never_deadlocks(
     assert problems == []
     for i in range(6):
         assert len(live_keys(services[1], f"node-{i}")) <= 1
-    assert services[2].verify_audit().ok
+    assert services[2].audit.verify().ok
 
 
 @pytest.mark.integration

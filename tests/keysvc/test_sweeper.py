@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from keysvc.clock import ManualClock
+from keysvc.core.clock import ManualClock
+from keysvc.core.models import AddNode, EventType
 from keysvc.errors import StoreUnavailable
-from keysvc.models import AddNode, EventType
-from keysvc.service import KeyService
-from keysvc.sweeper import Sweeper
+from keysvc.service.keys import KeyService
+from keysvc.service.sweeper import Sweeper
 
 
 class CountingService:
@@ -80,10 +80,10 @@ def test_sweeper_expires_keys_of_a_real_service(service: KeyService, clock: Manu
     try:
         wait_for = threading.Event()
         for _ in range(500):
-            if service.audit_log(event=EventType.EXPIRED):
+            if service.audit.records(event=EventType.EXPIRED):
                 break
             wait_for.wait(0.01)
     finally:
         sweeper.stop()
-    assert [r.event.key_id for r in service.audit_log(event=EventType.EXPIRED)] == [issued.record.key_id]
+    assert [r.event.key_id for r in service.audit.records(event=EventType.EXPIRED)] == [issued.record.key_id]
     assert service.get_key(issued.record.key_id).key_hash is None

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from keysvc.core.grants import upload_headers
 from keysvc.errors import SigningError
-from keysvc.grants import upload_headers
-from keysvc.url_signing import GcsUrlSigner, new_service_account_file, object_resource, v4_timestamp
+from keysvc.gcs.url_signing import GcsUrlSigner, new_service_account_file, object_resource, v4_timestamp
 from tests.signed_urls import public_key_of, verify_v4
 
 EMAIL = "keysvc@nodelogs-test.iam.gserviceaccount.com"

@@ -1,4 +1,4 @@
-"""Unit tests for keysvc.userdata: the three user data forms and the validation that guards their quoting."""
+"""Unit tests for keysvc.core.userdata: the three forms and the validation guarding their quoting."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keysvc import keyformat, userdata
+from keysvc.core import userdata
+from keysvc.core.userdata import AgentSettings, render
 from keysvc.errors import InvalidInput
-from keysvc.userdata import AgentSettings, render
+from keysvc.wire import keyformat
 
 KEY = keyformat.mint().key
 AGENT = AgentSettings(
@@ -150,7 +151,7 @@ def test_unsafe_source_is_refused(source: str) -> None:
 
 
 def test_ids_are_validated() -> None:
-    """Cluster, node and region go through keysvc.ids and are refused when malformed."""
+    """Cluster, node and region go through keysvc.core.ids and are refused when malformed."""
     for field, value in (("cluster", "Prod_1"), ("node", "a..b"), ("region", "EU")):
         with pytest.raises(InvalidInput, match=field):
             render("cloud-config", KEY, AgentSettings(**{**AGENT.__dict__, field: value}))

@@ -1,0 +1,39 @@
+"""The wire contract keysvc shares with the agent: the one part of keysvc the agent imports.
+
+It is pure and import-light (standard library only), because it runs on every booting node, where
+none of keysvc's dependencies are installed. Everything public is named here; the agent imports
+from ``keysvc.wire`` and nothing else of keysvc (a test in ``tests/test_layers.py`` holds it to that).
+
+- :mod:`keysvc.wire.keyformat`: the ingest key format (``nlk1_``), its checksum and hash.
+- :mod:`keysvc.wire.objectnames`: how chunk objects are named in the bucket.
+- :mod:`keysvc.wire.results`: :class:`Success` and :class:`Failure` with a :class:`Reason`.
+"""
+
+from __future__ import annotations
+
+from keysvc.wire.keyformat import (
+    KEY_ID_PATTERN,
+    KEY_PATTERN,
+    ParsedKey,
+    looks_like_key,
+)
+from keysvc.wire.keyformat import PREFIX as KEY_PREFIX
+from keysvc.wire.keyformat import parse as parse_key
+from keysvc.wire.objectnames import ChunkName, chunk_suffix, parse_suffix, stream_name
+from keysvc.wire.results import Failure, Reason, Success
+
+__all__ = [
+    "KEY_ID_PATTERN",
+    "KEY_PATTERN",
+    "KEY_PREFIX",
+    "ChunkName",
+    "Failure",
+    "ParsedKey",
+    "Reason",
+    "Success",
+    "chunk_suffix",
+    "looks_like_key",
+    "parse_key",
+    "parse_suffix",
+    "stream_name",
+]
