@@ -1,4 +1,4 @@
-"""Unit tests of the key service with a manual clock, over every store backend."""
+"""Unit tests of keysvc.service.keys: AddNode, retries, binding, revocation, expiry, listing."""
 
 from __future__ import annotations
 
@@ -8,51 +8,16 @@ import threading
 import pytest
 
 from keysvc.core.clock import ManualClock
-from keysvc.core.models import AddNode, EventType, KeyState, Scope
-from keysvc.errors import AuditIntegrityError, ConfigError, Conflict, InvalidInput, NotFound, Refused
+from keysvc.core.models import EventType, KeyState
+from keysvc.errors import ConfigError, Conflict, InvalidInput, NotFound
 from keysvc.files.audit_signing import AuditSigner
 from keysvc.service.ingest import IngestService
 from keysvc.service.keys import KeyService
 from keysvc.service.ports import Store
 from keysvc.wire import keyformat
 from keysvc.wire.results import Reason
-from tests.keysvc.conftest import REGIONS, RecordingSigner
-
-T0 = 1_800_000_000.0
-INSTANCE = "i-0123456789abcdef0"
-
-
-def add(
-    cluster: str = "prod",
-    node: str = "node-1",
-    *,
-    op: str = "op-1",
-    started: float = T0,
-    region: str = "eu",
-    instance: str | None = INSTANCE,
-) -> AddNode:
-    """Build an AddNode with sensible defaults."""
-    return AddNode(
-        cluster=cluster, node=node, instance=instance, region=region, operation_id=op, started_at=started
-    )
-
-
-def scope(cluster: str = "prod", node: str = "node-1", region: str = "eu") -> Scope:
-    """The ingest scope a request wants."""
-    return Scope(cluster=cluster, node=node, region=region)
-
-
-def refusal_reason(ingest: IngestService, presented: str, wanted: Scope | None = None) -> str:
-    """Authenticate and return the refusal reason; fail if the key was accepted."""
-    with pytest.raises(Refused) as caught:
-        ingest.authenticate(presented, wanted=wanted or scope(), source="10.0.0.1")
-    assert str(caught.value) == "credential refused"
-    return caught.value.reason
-
-
-def events(service: KeyService, **filters: object) -> list[tuple[EventType, str | None]]:
-    """The (event, reason) pairs of the audit log."""
-    return [(r.event.event, r.event.reason) for r in service.audit.records(**filters)]  # type: ignore[arg-type]
+from tests.keysvc.conftest import REGIONS
+from tests.keysvc.service.builders import INSTANCE, T0, add, events, refusal_reason
 
 
 def test_add_node_mints_a_key_stored_only_as_hash(service: KeyService) -> None:
@@ -68,40 +33,6 @@ def test_add_node_mints_a_key_stored_only_as_hash(service: KeyService) -> None:
     audit = service.audit.records()[0]
     assert audit.event.actor == "provisioner"
     assert audit.event.detail["operation_id"] == "op-1"
-
-
-def test_key_valid_at_3599_and_refused_at_3600(
-    service: KeyService, clock: ManualClock, ingest: IngestService
-) -> None:
-    """The TTL boundary: valid one second before expiry, refused as expired at it."""
-    issued = service.add_node(add(), actor="p")
-    clock.set(T0 + 3599)
-    assert ingest.authenticate(issued.key, wanted=scope(), source="10.0.0.1").key_id == issued.record.key_id
-    clock.set(T0 + 3600)
-    assert refusal_reason(ingest, issued.key) == Reason.EXPIRED
-    assert service.get_key(issued.record.key_id).state is KeyState.EXPIRED
-
-
-def test_expiry_counts_from_addnode_start_not_issue_time(
-    service: KeyService, clock: ManualClock, ingest: IngestService
-) -> None:
-    """A key minted 100 s after its AddNode began still expires 3600 s after the start."""
-    clock.set(T0 + 100)
-    issued = service.add_node(add(started=T0), actor="p")
-    assert issued.record.expires_at == T0 + 3600
-    clock.set(T0 + 3600)
-    assert refusal_reason(ingest, issued.key) == Reason.EXPIRED
-
-
-def test_shortened_ttl_is_honoured(service_store: Store, signer: AuditSigner, clock: ManualClock) -> None:
-    """Configuration may shorten the TTL; the boundary moves with it."""
-    short = KeyService(service_store, signer, clock, regions=REGIONS, key_ttl_seconds=60)
-    short_ingest = IngestService(short.store, short.audit, clock, signer=RecordingSigner(), regions=REGIONS)
-    issued = short.add_node(add(), actor="p")
-    clock.set(T0 + 59)
-    short_ingest.authenticate(issued.key, wanted=scope(), source="a")
-    clock.set(T0 + 60)
-    assert refusal_reason(short_ingest, issued.key) == Reason.EXPIRED
 
 
 def test_ttl_cannot_be_lengthened(service_store: Store, signer: AuditSigner, clock: ManualClock) -> None:
@@ -202,65 +133,6 @@ def test_concurrent_addnodes_leave_one_live_key(service: KeyService) -> None:
     assert len(service.list_keys(state=KeyState.LIVE)) == 1
     assert len(service.list_keys()) == 8
     service.audit.verify()
-
-
-def test_every_refusal_reason(service: KeyService, clock: ManualClock, ingest: IngestService) -> None:
-    """Malformed, bad checksum, unknown, hash mismatch, revoked, expired and scope failures are told apart."""
-    issued = service.add_node(add(), actor="p")
-    key = issued.key
-    assert refusal_reason(ingest, "not-a-key") == Reason.MALFORMED
-    assert refusal_reason(ingest, key[:-1]) == Reason.MALFORMED
-    flipped = key[:-1] + ("a" if key[-1] != "a" else "b")
-    assert refusal_reason(ingest, flipped) == Reason.BAD_CHECKSUM
-    assert refusal_reason(ingest, keyformat.mint().key) == Reason.UNKNOWN
-    forged = keyformat.mint(issued.record.key_id).key
-    assert refusal_reason(ingest, forged) == Reason.HASH_MISMATCH
-    assert refusal_reason(ingest, key, scope(node="node-2")) == Reason.OUT_OF_SCOPE
-    assert refusal_reason(ingest, key, scope(cluster="dev")) == Reason.OUT_OF_SCOPE
-    assert refusal_reason(ingest, key, scope(region="us")) == Reason.WRONG_REGION
-    wrong_action = dataclasses.replace(scope(), action="read")
-    assert refusal_reason(ingest, key, wrong_action) == Reason.WRONG_ACTION
-    other = service.add_node(add(node="node-9", op="op-9"), actor="p")
-    service.revoke(key_id=other.record.key_id, reason="test", actor="op")
-    assert refusal_reason(ingest, other.key, scope(node="node-9")) == Reason.REVOKED
-    clock.set(T0 + 3600)
-    assert refusal_reason(ingest, key) == Reason.EXPIRED
-    service.sweep()
-    assert refusal_reason(ingest, key) == Reason.EXPIRED
-    refused = [r.event for r in service.audit.records(event=EventType.REFUSED)]
-    assert [e.reason for e in refused] == [
-        "malformed",
-        "malformed",
-        "bad_checksum",
-        "unknown",
-        "hash_mismatch",
-        "out_of_scope",
-        "out_of_scope",
-        "wrong_region",
-        "wrong_action",
-        "revoked",
-        "expired",
-        "expired",
-    ]
-    assert refused[0].key_id is None
-    assert refused[4].key_id == issued.record.key_id
-    assert refused[4].node == "node-1"
-    assert all(e.source == "10.0.0.1" for e in refused)
-
-
-def test_use_counts_and_first_use_per_source(
-    service: KeyService, clock: ManualClock, ingest: IngestService
-) -> None:
-    """Every use is counted; only the first use from each source address is audited."""
-    issued = service.add_node(add(), actor="p")
-    for source in ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.1"]:
-        clock.advance(1)
-        record = ingest.authenticate(issued.key, wanted=scope(), source=source)
-    assert record.uses == 4
-    stored = service.get_key(issued.record.key_id)
-    assert (stored.uses, stored.last_used_at) == (4, T0 + 4)
-    used = service.audit.records(event=EventType.USED)
-    assert [(r.event.source, r.event.detail["uses"]) for r in used] == [("10.0.0.1", 1), ("10.0.0.2", 3)]
 
 
 def test_revoke_by_each_selector(service: KeyService) -> None:
@@ -376,64 +248,6 @@ def test_list_filters(service: KeyService) -> None:
     assert [k.key_id for k in service.list_keys(state=KeyState.REVOKED)] == [b.record.key_id]
     with pytest.raises(NotFound):
         service.get_key("aaaaaaaaaaaaaaaa")
-
-
-def test_audit_log_filters(service: KeyService, clock: ManualClock) -> None:
-    """audit_log filters by time, cluster, node, event and key id, and limit keeps the latest."""
-    a = service.add_node(add(node="a", op="1"), actor="p")
-    clock.advance(10)
-    b = service.add_node(add(cluster="dev", node="b", op="2", started=T0 + 10), actor="p")
-    clock.advance(10)
-    service.revoke(key_id=a.record.key_id, reason="r", actor="op")
-    assert len(service.audit.records()) == 3
-    assert [r.seq for r in service.audit.records(since=T0 + 10)] == [2, 3]
-    assert [r.seq for r in service.audit.records(until=T0 + 10)] == [1]
-    assert [r.seq for r in service.audit.records(cluster="dev")] == [2]
-    assert [r.seq for r in service.audit.records(node="a")] == [1, 3]
-    assert [r.seq for r in service.audit.records(event=EventType.REVOKED)] == [3]
-    assert [r.seq for r in service.audit.records(key_id=b.record.key_id)] == [2]
-    assert [r.seq for r in service.audit.records(limit=2)] == [2, 3]
-
-
-def test_record_refusal_is_audited_and_scrubbed(service: KeyService) -> None:
-    """Refusals seen by the HTTP layer are recorded with the key's scope; key-shaped detail is redacted."""
-    issued = service.add_node(add(), actor="p")
-    service.audit.record_refusal(
-        reason=Reason.OUT_OF_SCOPE,
-        source="10.1.1.1",
-        key_id=issued.record.key_id,
-        detail={"endpoint": "/v1/admin/keys", "echo": issued.key},
-    )
-    service.audit.record_refusal(reason=Reason.RATE_LIMITED, source="10.1.1.2", actor="provisioner")
-    refused = service.audit.records(event=EventType.REFUSED)
-    first, second = refused[0].event, refused[1].event
-    assert (first.reason, first.key_id, first.node, first.source) == (
-        "out_of_scope",
-        issued.record.key_id,
-        "node-1",
-        "10.1.1.1",
-    )
-    assert first.detail["endpoint"] == "/v1/admin/keys"
-    assert issued.key not in str(first.detail)
-    assert (second.reason, second.actor, second.key_id) == ("rate_limited", "provisioner", None)
-
-
-def test_audit_verifies_and_names_tampering(
-    service: KeyService, service_store: Store, signer: AuditSigner
-) -> None:
-    """verify_audit passes on an intact chain and raises, naming the record, when one is replaced."""
-    issued = service.add_node(add(), actor="p")
-    service.revoke(key_id=issued.record.key_id, reason="r", actor="op")
-    report = service.audit.verify()
-    assert (report.records, report.head_seq, report.signers) == (2, 2, (signer.signer_id,))
-    other = KeyService(service_store, AuditSigner.generate(), ManualClock(T0), regions=REGIONS)
-    with pytest.raises(AuditIntegrityError, match=r"record 1: bad signature"):
-        other.audit.verify()
-
-
-def test_audit_public_keys(service: KeyService, signer: AuditSigner) -> None:
-    """The service exports its signer's public key under the signer id."""
-    assert service.audit.public_keys() == {signer.signer_id: signer.public_key_pem()}
 
 
 def test_check_ready(service: KeyService) -> None:

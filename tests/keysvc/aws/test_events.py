@@ -156,6 +156,6 @@ def test_error_message_does_not_echo_long_untrusted_values() -> None:
 
 def test_readme_documents_the_rule_patterns_the_consumer_expects() -> None:
     """The README's EventBridge rule patterns are exactly keysvc.aws.events' patterns."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     for pattern in (STATE_CHANGE_PATTERN, LIFECYCLE_PATTERN):
         assert json.dumps(pattern, indent=2) in readme
