@@ -162,9 +162,11 @@ class Opener:
         status, reason = _read_connect_answer(sock, where)
         if status == 200:
             return
-        if status == 407:
+        if status in (401, 407):  # 407 is the standard; tinyproxy, for one, answers 401
             have = "were refused" if auth else "are missing"
-            raise ProxyAuthFailed(f"{where} refused the CONNECT tunnel: 407 {reason} (credentials {have})")
+            raise ProxyAuthFailed(
+                f"{where} refused the CONNECT tunnel: {status} {reason} (credentials {have})"
+            )
         raise ProxyRefused(f"{where} refused the CONNECT tunnel to {target.hostport}: {status} {reason}")
 
     def _finish(self, sock: Stream, target: Endpoint, notes: tuple[str, ...]) -> Opened:
