@@ -179,7 +179,12 @@ class Transport:
         except TimeoutError as exc:
             conn.close()
             raise RequestTimeout(f"{method} to {where} timed out after {read_timeout}s") from exc
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+        except (
+            http.client.RemoteDisconnected,
+            BrokenPipeError,
+            ConnectionResetError,
+            ssl.SSLEOFError,  # how a TLS peer (an https:// proxy) closing an idle connection shows
+        ) as exc:
             conn.close()
             if not answered:
                 raise _StaleConnectionError from exc
