@@ -31,6 +31,7 @@ from agent.errors import (
     ConfigError,
     ConnectError,
     ConnectionLost,
+    ProxyAuthFailed,
     RequestTimeout,
     ResponseTooLarge,
     TransportError,
@@ -163,7 +164,8 @@ class Transport:
         where = target.where
         send_headers = dict(headers or {})
         path = target.path
-        if proxy is not None and not proxy.is_socks and target.endpoint.scheme == "http":
+        forwarded = proxy is not None and not proxy.is_socks and target.endpoint.scheme == "http"
+        if proxy is not None and forwarded:
             path = target.url  # absolute form, as a forward proxy expects
             auth = basic_auth(proxy)
             if auth:
@@ -195,6 +197,10 @@ class Transport:
         if len(data) > self._max_body:
             conn.close()
             raise ResponseTooLarge(f"response from {where} exceeds {self._max_body} bytes")
+        if proxy is not None and forwarded and response.status == 407:
+            conn.close()
+            have = "were refused" if "Proxy-Authorization" in send_headers else "are missing"
+            raise ProxyAuthFailed(f"proxy {proxy.display} answered 407 to {method} (credentials {have})")
         answer = Response(
             status=response.status,
             headers={name.lower(): value for name, value in response.getheaders()},

@@ -481,3 +481,18 @@ def test_proxy_ca_file_is_used_for_the_proxy_only(
     ):
         transport.request("GET", f"https://{name}:{target.port}/")
     assert proxy.requests[0].startswith(f"CONNECT {name}:{target.port} HTTP/1.1".encode())
+
+
+def test_407_to_an_absolute_form_request_is_a_proxy_auth_failure(serve: Callable[..., RawServer]) -> None:
+    """A forward proxy answering 407 to an http:// request raises ProxyAuthFailed instead of passing it on."""
+
+    def want_auth(conn: socket.socket, server: RawServer) -> None:
+        while read_request(conn, server) is not None:
+            conn.sendall(answer(407, b"", b"Proxy-Authenticate: Basic realm=x\r\n"))
+
+    proxy = serve(want_auth)
+    config = ProxyConfig(http_proxy=f"http://agent:Wr0ngPass@127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport, pytest.raises(ProxyAuthFailed) as caught:
+        transport.request("PUT", "http://bucket.example/b/o", body=b"data")
+    assert f"proxy http://agent:***@127.0.0.1:{proxy.port} answered 407 to PUT" in str(caught.value)
+    assert "Wr0ngPass" not in str(caught.value)

@@ -355,3 +355,41 @@ def test_bad_proxy_value_exits_2_at_once_naming_the_variable(
     for text in (result.stdout, result.stderr):
         assert "Sup3r" not in text
         assert "Secret" not in text
+
+
+@pytest.mark.parametrize("cloud", [True], indirect=True, ids=["https-bucket"])
+@pytest.mark.parametrize("kind", ["https", "socks5h"])
+def test_run_with_a_wrong_proxy_password_logs_the_refusal_never_the_password(
+    tmp_path: Path, cloud: Cloud, request: pytest.FixtureRequest, pki: Pki, kind: str
+) -> None:
+    """A running agent whose proxy refuses its password logs why (retrying), and the password never."""
+    if kind == "https":
+        proxy = f"https://agent:Wr0ngPass@{pki.host}:{request.getfixturevalue('https_proxy').port}"
+        why = "refused the CONNECT tunnel: 401 Unauthorized (credentials were refused)"  # tinyproxy's 401
+    else:
+        proxy = f"socks5h://agent:Wr0ngPass@127.0.0.1:{request.getfixturevalue('socks_auth').port}"
+        why = "refused the SOCKS5 user name or password"
+    keysvc_hostport = f"{cloud.host}:{cloud.keysvc.port}"
+    env = {
+        "NODELOGS_ENDPOINT": f"http://{keysvc_hostport}",
+        "NODELOGS_BUCKET_URL": cloud.bucket_url,
+        "no_proxy": keysvc_hostport,
+        "HTTPS_PROXY": proxy,
+        "NODELOGS_PROXY_CA_FILE": str(pki.proxy_ca),
+        "NODELOGS_CA_FILE": str(pki.bucket_ca),
+    }
+    source = tmp_path / "boot.log"
+    source.write_bytes(b"a line that cannot get through\n")
+    node = stack.Node(tmp_path / "node", cloud.keysvc, f"wrong-pw-{kind}", (str(source),), extra_env=env)
+    node.provision()
+    node.start("chunk_seconds = 0.3\n")
+    agent_log = node.root / "agent.log"
+    try:
+        servers.wait_until(
+            lambda: why in _log(str(agent_log)), timeout=30, what="the refusal in the agent's log"
+        )
+    finally:
+        node.terminate()
+    text = _log(str(agent_log))
+    assert "Wr0ngPass" not in text
+    assert "agent:***@" in text
