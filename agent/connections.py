@@ -136,7 +136,11 @@ class Opener:
         return sock
 
     def _resolve(self, target: Endpoint) -> str:
-        """``socks5://``: resolve the target here, as Go does, and hand the proxy an address."""
+        """``socks5://``: resolve the target here and hand the proxy an address (curl's meaning).
+
+        Go 1.19's net/http sends the name for ``socks5://`` too, so there socks5 and socks5h are one;
+        the agent follows issue 11 and curl instead: only ``socks5h://`` lets the proxy resolve.
+        """
         try:
             infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:

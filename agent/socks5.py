@@ -2,7 +2,7 @@
 
 Run on a connected socket to the SOCKS server; when it returns, the socket is a byte stream to the
 target. Only the CONNECT command is used. ``socks5h://`` sends the host name for the server to
-resolve; ``socks5://`` sends an address the agent resolved itself, as Go does. The password is
+resolve; ``socks5://`` sends an address the agent resolved itself, as curl does. The password is
 never part of an error message.
 """
 
@@ -66,7 +66,10 @@ def encode_address(host: str) -> bytes:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        name = host.encode("idna")
+        try:
+            name = host.encode("idna")
+        except UnicodeError:
+            raise ProxyRefused(f"host name {host[:64]!r} cannot be sent to a SOCKS5 proxy") from None
         if not 0 < len(name) < 256:
             raise ProxyRefused(f"host name {host[:64]!r} is too long for SOCKS5") from None
         return bytes([ATYP_DOMAIN, len(name)]) + name
