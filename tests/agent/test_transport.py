@@ -496,3 +496,17 @@ def test_407_to_an_absolute_form_request_is_a_proxy_auth_failure(serve: Callable
         transport.request("PUT", "http://bucket.example/b/o", body=b"data")
     assert f"proxy http://agent:***@127.0.0.1:{proxy.port} answered 407 to PUT" in str(caught.value)
     assert "Wr0ngPass" not in str(caught.value)
+
+
+def test_connect_to_an_ipv6_literal_is_bracketed(serve: Callable[..., RawServer]) -> None:
+    """CONNECT to an IPv6 literal names it as [addr]:port, which Python 3.11's own tunnel code did not."""
+
+    def refuse(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn, server)
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    proxy = serve(refuse)
+    config = ProxyConfig(https_proxy=f"http://127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport, pytest.raises(ProxyRefused, match="403 Forbidden"):
+        transport.request("GET", "https://[2001:db8::1]:8443/b/o")
+    assert proxy.requests[0] == b"CONNECT [2001:db8::1]:8443 HTTP/1.1\r\nHost: [2001:db8::1]:8443"
