@@ -104,7 +104,10 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
 
 def _transport(config: AgentConfig) -> Transport:
     return Transport(
-        ProxyConfig.from_env(config.proxy_environ()), timeout=config.request_timeout, ca_file=config.ca_file
+        ProxyConfig.from_env(config.proxy_environ()),
+        timeout=config.request_timeout,
+        ca_file=config.ca_file,
+        proxy_ca_file=config.proxy_ca_file,
     )
 
 

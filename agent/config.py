@@ -20,10 +20,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
+from agent.proxyconfig import ProxyConfig
 
 DEFAULT_SOURCES = ("/var/log/cloud-init-output.log", "/var/log/cloud-init.log")
 DEFAULT_CONFIG_FILE = "/etc/nodelogs/agent.toml"
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+#: Read for :class:`agent.proxyconfig.ProxyConfig`; REQUEST_METHOD is Go's CGI rule.
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "REQUEST_METHOD",
+)
 MAX_OBJECTS_PER_GRANT = 64
 
 
@@ -62,7 +72,10 @@ class AgentConfig:
     gzip_level: int = 1
     request_timeout: float = 30.0
     retry_max_wait: float = 10.0
+    #: CA bundle for the endpoints' certificates (a TLS-inspecting proxy, a private CA); unset: system CAs.
     ca_file: str | None = None
+    #: CA bundle for an ``https://`` proxy's own certificate; unset: ``ca_file``, else the system CAs.
+    proxy_ca_file: str | None = None
     #: Where ``journal:<unit>`` sources are read from (``journalctl --directory``); unset: the system journal.
     journal_directory: str | None = None
     bucket_url: str = "https://storage.googleapis.com"
@@ -109,7 +122,14 @@ class AgentConfig:
         if self.expiry_margin_seconds < 0 or self.stop_flush_seconds < 0:
             raise ConfigError("expiry_margin_seconds and stop_flush_seconds must not be negative")
         _absolute_or_unset("journal_directory", self.journal_directory)
+        self._validate_proxies()
         return self
+
+    def _validate_proxies(self) -> None:
+        """Parse the proxy variables now, so a value Go would fail on stops the agent at start (exit 2)."""
+        proxies = ProxyConfig.from_env(self.proxy_environ())
+        for url in (self.endpoint, self.bucket_url):
+            proxies.decide(url)
 
 
 def _http_url(name: str, value: str) -> None:

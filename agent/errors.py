@@ -21,7 +21,10 @@ Only ``agent/cli.py`` turns these into exit codes. Third-party and stdlib errors
         ├── ConnectError          name resolution, TCP connect or the TLS handshake failed
         ├── ConnectionLost        the connection broke before a whole response arrived
         ├── RequestTimeout        connecting or waiting for the answer took too long
-        ├── ProxyError            the proxy refused the tunnel, or its URL cannot be used
+        ├── ProxyError            the proxy refused the tunnel or the connection
+        │   ├── ProxyAuthFailed   407 to CONNECT, or the SOCKS5 server refused or wants credentials
+        │   ├── ProxyRefused      CONNECT answered other than 200, or a SOCKS5 CONNECT failed
+        │   └── ProxyUntrusted    the TLS handshake with an https:// proxy failed (its certificate)
         └── ResponseTooLarge      the answer's body is larger than the transport accepts
 """
 
@@ -49,7 +52,19 @@ class RequestTimeout(TransportError):
 
 
 class ProxyError(TransportError):
-    """The forward proxy refused the CONNECT tunnel, or its URL is not usable."""
+    """The proxy refused the tunnel or the connection; a subclass says how."""
+
+
+class ProxyAuthFailed(ProxyError):
+    """The proxy refused our credentials, or wants credentials the proxy URL does not carry."""
+
+
+class ProxyRefused(ProxyError):
+    """The proxy refused the CONNECT tunnel, or the SOCKS5 server refused to reach the target."""
+
+
+class ProxyUntrusted(ProxyError):
+    """The TLS handshake with an ``https://`` proxy failed, usually because its certificate is untrusted."""
 
 
 class ResponseTooLarge(TransportError):

@@ -31,7 +31,9 @@ from agent.errors import (
     AgentError,
     ConnectError,
     KeyUnavailable,
+    ProxyAuthFailed,
     ProxyError,
+    ProxyUntrusted,
     RequestTimeout,
     TransportError,
 )
@@ -213,10 +215,8 @@ def _proxy_status(report: Report, status: int, answer: str) -> None:
     proxied = report.route.proxy is not None
     if proxied and status == 407:
         report.reachable = report.ok = False
-        report.lines.append(("answer", "HTTP 407: the proxy wants credentials"))
-        report.fixes.append(
-            "put the proxy user and password in the proxy URL: http://user:password@proxy:port"
-        )
+        report.lines.append(("answer", "HTTP 407: the proxy refused the credentials, or wants some"))
+        report.fixes.append(_CREDENTIALS_FIX)
     elif proxied and status in (502, 504):
         report.reachable = report.ok = False
         report.lines.append(("answer", f"HTTP {status}: the proxy could not reach the endpoint"))
@@ -233,16 +233,16 @@ def _probe(
 ) -> tuple[int | None, bytes]:
     """Resolve the host to connect to and send the request; record failures with fixes."""
     route = report.route
-    via = "via proxy " + route.display if route.proxy is not None else "direct"
-    report.lines.append(("route", f"{via} ({route.reason})"))
-    scheme = urlsplit(url).scheme
+    report.lines.append(("route", f"{_via(route)} ({route.reason})"))
     if route.proxy is not None:
-        proxy_parts = urlsplit(route.proxy)
-        host, port = split_target(proxy_parts.scheme or "http", proxy_parts.netloc)
+        host, port = route.proxy.host, str(route.proxy.port)
         what = "proxy"
     else:
-        host, port = split_target(scheme, urlsplit(url).netloc)
+        host, port = split_target(urlsplit(url).scheme, urlsplit(url).netloc)
         what = "host"
+    if route.proxy is not None and route.proxy.scheme == "socks5h":
+        name = urlsplit(url).hostname
+        report.lines.append(("resolve", f"{name} is resolved by the SOCKS5 proxy (socks5h)"))
     try:
         addresses = net.resolve(host, int(port or 0))
     except (OSError, ValueError) as exc:
@@ -257,7 +257,16 @@ def _probe(
         report.fixes.append(_connect_fix(report, exc))
         return None, b""
     report.lines.append(("connect", "OK"))
+    for line in getattr(answer, "tls", ()):
+        report.lines.append(("tls", line))
     return answer.status, answer.body
+
+
+def _via(route: ProxyDecision) -> str:
+    if route.proxy is None:
+        return "direct"
+    kinds = {"http": "HTTP", "https": "HTTPS (TLS to the proxy)", "socks5": "SOCKS5", "socks5h": "SOCKS5"}
+    return f"via {kinds[route.proxy.scheme]} proxy {route.display}"
 
 
 def _session_summary(body: bytes) -> str:
@@ -294,12 +303,28 @@ def _connect_fix(report: Report, exc: TransportError) -> str:
     return _direct_fix(route, exc)
 
 
+_CREDENTIALS_FIX = (
+    "put the proxy's user and password in the proxy URL, percent-encoded "
+    "(scheme://user:p%40ss@proxy:port for the password p@ss), and check them with the proxy's owner"
+)
+
+
 def _proxy_fix(route: ProxyDecision, exc: ProxyError) -> str:
-    if "not usable" in str(exc):
-        return "use an http:// proxy URL (https:// and socks5:// proxies are not supported by the agent)"
+    if isinstance(exc, ProxyUntrusted):
+        return (
+            f"the proxy {route.display} presents a certificate this node does not trust: set "
+            "NODELOGS_PROXY_CA_FILE to the CA bundle that signed it (or fix the proxy's host name)"
+        )
+    if isinstance(exc, ProxyAuthFailed):
+        return _CREDENTIALS_FIX
+    if route.proxy is not None and route.proxy.is_socks:
+        return (
+            f"the SOCKS5 proxy {route.display} refused to connect to this host: check its rules, "
+            "or add the host to NO_PROXY if it is reachable directly"
+        )
     return (
-        f"the proxy {route.display} refused the tunnel: check its credentials and that it allows "
-        "CONNECT to this host and port; or add the host to NO_PROXY if it is reachable directly"
+        f"the proxy {route.display} refused the tunnel: check that it allows CONNECT to this host "
+        "and port; or add the host to NO_PROXY if it is reachable directly"
     )
 
 

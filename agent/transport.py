@@ -1,19 +1,16 @@
-"""HTTP over the standard library's ``http.client``, direct or through a forward proxy.
+"""HTTP/1.1 over the standard library's ``http.client``, direct or through a proxy.
 
-The agent's only network adapter. ``https://`` targets behind a proxy go through a CONNECT tunnel
-(TLS is end to end, the proxy sees only the host and port); ``http://`` targets behind a proxy are
-sent in absolute form (``PUT http://host/path HTTP/1.1``) to the proxy. Only ``http://`` proxies
-are supported. A proxy URL's user and password become ``Proxy-Authorization: Basic``; neither is
-ever logged or put in an error message, and neither is any request header (the key travels in
-``Authorization``).
+The agent's only HTTP adapter; :mod:`agent.connections` opens the connections: direct, through an
+``http://`` or ``https://`` proxy (``https://`` targets through a CONNECT tunnel, so TLS is end to
+end; ``http://`` targets in absolute form, ``PUT http://host/path``), or through ``socks5://`` and
+``socks5h://``. Proxy credentials are never logged or put in an error message, and neither is any
+request header (the key travels in ``Authorization``).
 
-TLS verification is always on (system CAs, or ``ca_file``). Connecting and each read have
-timeouts. Response bodies are bounded. Idle keep-alive connections are reused per
+TLS verification is always on: targets against the system CAs or ``ca_file``; an ``https://``
+proxy against ``proxy_ca_file``, else ``ca_file``, else the system CAs. Connecting and each read
+have timeouts. Response bodies are bounded. Idle keep-alive connections are reused per
 (scheme, host, port, proxy); a request that fails on a reused connection before any answer
 arrived (the server closed it while idle) is sent once more on a new connection.
-
-Known limit: Python 3.11's ``http.client`` writes ``CONNECT`` for an IPv6 literal target without
-brackets, so an ``https://[v6]/`` URL cannot be tunnelled; names and IPv4 are unaffected.
 
 HTTP error statuses are answers and are returned; network failures raise
 :class:`~agent.errors.TransportError` subclasses.
@@ -21,33 +18,34 @@ HTTP error statuses are answers and are returned; network failures raise
 
 from __future__ import annotations
 
-import base64
 import http.client
-import socket
 import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from typing import Any, cast
+from urllib.parse import urlsplit
 
+from agent.connections import Endpoint, Opened, Opener, basic_auth
 from agent.errors import (
     ConfigError,
     ConnectError,
     ConnectionLost,
-    ProxyError,
+    ProxyAuthFailed,
     RequestTimeout,
     ResponseTooLarge,
     TransportError,
 )
 from agent.noproxy import split_target
-from agent.proxyconfig import ProxyConfig, redact_proxy
+from agent.proxyconfig import ProxyConfig
+from agent.proxyvalue import ProxyURL
 
 #: Large enough for a grant answer with 64 signed URLs, small enough to never matter for memory.
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 #: Idle connections kept per (scheme, host, port, proxy).
 MAX_IDLE_PER_KEY = 4
 
-_PoolKey = tuple[str, str, int, str | None]
+_PoolKey = tuple[str, str, int, ProxyURL | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +55,19 @@ class Response:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    #: One line per TLS session of the connection (to an https:// proxy, to the target), for ``check``.
+    tls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    scheme: str
-    host: str
-    port: int
+    endpoint: Endpoint
     path: str
     url: str
+
+    @property
+    def where(self) -> str:
+        return self.endpoint.hostport
 
 
 class Transport:
@@ -77,19 +79,19 @@ class Transport:
         *,
         timeout: float = 30.0,
         ca_file: str | None = None,
+        proxy_ca_file: str | None = None,
         connect_timeout: float | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._proxies = proxies
         self._timeout = timeout
-        self._connect_timeout = connect_timeout if connect_timeout is not None else min(timeout, 10.0)
+        connect_timeout = connect_timeout if connect_timeout is not None else min(timeout, 10.0)
+        self._connect_timeout = connect_timeout
         self._max_body = max_body_bytes
-        try:
-            self._tls = ssl.create_default_context(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
-            reason = exc.strerror or getattr(exc, "reason", None) or type(exc).__name__
-            raise ConfigError(f"ca_file {ca_file} cannot be used as a CA bundle: {reason}") from exc
-        self._idle: dict[_PoolKey, list[http.client.HTTPConnection]] = {}
+        target_tls = _tls_context("ca_file", ca_file)
+        proxy_tls = target_tls if proxy_ca_file is None else _tls_context("proxy_ca_file", proxy_ca_file)
+        self._opener = Opener(target_tls, proxy_tls, connect_timeout)
+        self._idle: dict[_PoolKey, list[_Connection]] = {}
         self._lock = threading.Lock()
 
     def request(
@@ -104,7 +106,7 @@ class Transport:
         """Send one request and return the answer; raises :class:`TransportError` on network failure."""
         target = _parse_target(url)
         proxy = self._proxies.decide(url).proxy
-        key: _PoolKey = (target.scheme, target.host, target.port, proxy)
+        key: _PoolKey = (target.endpoint.scheme, target.endpoint.host, target.endpoint.port, proxy)
         read_timeout = self._timeout if timeout is None else timeout
         conn = self._take_idle(key)
         if conn is not None:
@@ -116,7 +118,7 @@ class Transport:
         try:
             return self._exchange(conn, key, target, proxy, (method, headers, body, read_timeout))
         except _StaleConnectionError as exc:
-            raise ConnectionLost(f"{target.host}:{target.port} closed the connection at once") from exc
+            raise ConnectionLost(f"{target.where} closed the connection at once") from exc
 
     def close(self) -> None:
         """Close every idle connection."""
@@ -132,12 +134,12 @@ class Transport:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _take_idle(self, key: _PoolKey) -> http.client.HTTPConnection | None:
+    def _take_idle(self, key: _PoolKey) -> _Connection | None:
         with self._lock:
             conns = self._idle.get(key)
             return conns.pop() if conns else None
 
-    def _give_back(self, key: _PoolKey, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, key: _PoolKey, conn: _Connection) -> None:
         with self._lock:
             conns = self._idle.setdefault(key, [])
             if len(conns) < MAX_IDLE_PER_KEY:
@@ -145,55 +147,27 @@ class Transport:
                 return
         conn.close()
 
-    def _open(self, target: _Target, proxy: str | None, read_timeout: float) -> http.client.HTTPConnection:
-        where = f"{target.host}:{target.port}"
-        conn: http.client.HTTPConnection
-        if proxy is None:
-            conn = self._connection(target.scheme, target.host, target.port)
-        else:
-            proxy_host, proxy_port, auth = _parse_proxy(proxy)
-            where = f"proxy {redact_proxy(proxy)}"
-            conn = self._connection(target.scheme, proxy_host, proxy_port)
-            if target.scheme == "https":
-                tunnel_headers = {"Proxy-Authorization": auth} if auth else None
-                conn.set_tunnel(target.host, target.port, headers=tunnel_headers)
-        try:
-            conn.connect()
-        except TimeoutError as exc:
-            conn.close()
-            raise RequestTimeout(f"connecting to {where} timed out after {self._connect_timeout}s") from exc
-        except ssl.SSLError as exc:
-            conn.close()
-            raise ConnectError(
-                f"TLS handshake with {target.host}:{target.port} failed: {exc.reason}"
-            ) from exc
-        except OSError as exc:
-            conn.close()
-            raise _connect_error(exc, where, proxy is not None and target.scheme == "https") from exc
-        if conn.sock is not None:
-            conn.sock.settimeout(read_timeout)
-        return conn
-
-    def _connection(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
-        if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=self._connect_timeout, context=self._tls)
-        return http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
+    def _open(self, target: _Target, proxy: ProxyURL | None, read_timeout: float) -> _Connection:
+        opened = self._opener.open(target.endpoint, proxy)
+        opened.stream.settimeout(read_timeout)
+        return _Connection(target.endpoint, opened)
 
     def _exchange(
         self,
-        conn: http.client.HTTPConnection,
+        conn: _Connection,
         key: _PoolKey,
         target: _Target,
-        proxy: str | None,
+        proxy: ProxyURL | None,
         call: tuple[str, Mapping[str, str] | None, bytes | None, float],
     ) -> Response:
         method, headers, body, read_timeout = call
-        where = f"{target.host}:{target.port}"
+        where = target.where
         send_headers = dict(headers or {})
         path = target.path
-        if proxy is not None and target.scheme == "http":
+        forwarded = proxy is not None and not proxy.is_socks and target.endpoint.scheme == "http"
+        if proxy is not None and forwarded:
             path = target.url  # absolute form, as a forward proxy expects
-            auth = _parse_proxy(proxy)[2]
+            auth = basic_auth(proxy)
             if auth:
                 send_headers["Proxy-Authorization"] = auth
         if conn.sock is not None:
@@ -207,7 +181,12 @@ class Transport:
         except TimeoutError as exc:
             conn.close()
             raise RequestTimeout(f"{method} to {where} timed out after {read_timeout}s") from exc
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+        except (
+            http.client.RemoteDisconnected,
+            BrokenPipeError,
+            ConnectionResetError,
+            ssl.SSLEOFError,  # how a TLS peer (an https:// proxy) closing an idle connection shows
+        ) as exc:
             conn.close()
             if not answered:
                 raise _StaleConnectionError from exc
@@ -218,16 +197,35 @@ class Transport:
         if len(data) > self._max_body:
             conn.close()
             raise ResponseTooLarge(f"response from {where} exceeds {self._max_body} bytes")
+        if proxy is not None and forwarded and response.status == 407:
+            conn.close()
+            have = "were refused" if "Proxy-Authorization" in send_headers else "are missing"
+            raise ProxyAuthFailed(f"proxy {proxy.display} answered 407 to {method} (credentials {have})")
         answer = Response(
             status=response.status,
             headers={name.lower(): value for name, value in response.getheaders()},
             body=data,
+            tls=conn.tls,
         )
         if response.will_close:
             conn.close()
         else:
             self._give_back(key, conn)
         return answer
+
+
+class _Connection(http.client.HTTPConnection):
+    """An ``http.client`` connection over a stream :class:`~agent.connections.Opener` opened."""
+
+    def __init__(self, endpoint: Endpoint, opened: Opened) -> None:
+        super().__init__(endpoint.host, endpoint.port)
+        self.default_port = 443 if endpoint.scheme == "https" else 80  # Host: omits the default port
+        self.sock = cast(Any, opened.stream)  # a socket, an SSL socket or TLS in TLS: all duck-type alike
+        self.tls = opened.tls
+
+    def connect(self) -> None:
+        """The stream is opened before; a closed connection is never reconnected, but replaced."""
+        raise ConnectionResetError("connection already closed")
 
 
 class _StaleConnectionError(TransportError):
@@ -259,35 +257,12 @@ def _parse_target(url: str) -> _Target:
     if not port.isdigit():
         raise ConnectError(f"bad port in URL for host {host}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(scheme, host, int(port), path, url)
+    return _Target(Endpoint(scheme, host, int(port)), path, url)
 
 
-def _parse_proxy(proxy: str) -> tuple[str, int, str | None]:
-    """Return the proxy's host, port and ``Proxy-Authorization`` value (None without credentials)."""
+def _tls_context(setting: str, ca_file: str | None) -> ssl.SSLContext:
     try:
-        parts = urlsplit(proxy)
-        port = parts.port or 80
-    except ValueError as exc:
-        raise ProxyError(f"proxy URL {redact_proxy(proxy)} is malformed") from exc
-    if parts.scheme.lower() != "http" or not parts.hostname:
-        raise ProxyError(
-            f"proxy {redact_proxy(proxy)} is not usable: only http:// forward proxies are supported"
-        )
-    auth = None
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        auth = "Basic " + base64.b64encode(pair).decode("ascii")
-    return parts.hostname, port, auth
-
-
-def _connect_error(exc: OSError, where: str, tunnel: bool) -> TransportError:
-    message = str(exc)
-    if tunnel and message.startswith("Tunnel connection failed"):
-        status = message.removeprefix("Tunnel connection failed:").strip()
-        return ProxyError(f"{where} refused the CONNECT tunnel: {status}")
-    if isinstance(exc, socket.gaierror):
-        return ConnectError(f"cannot resolve {where}: {exc.strerror}")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectError(f"{where} refused the connection")
-    reason = exc.strerror or type(exc).__name__
-    return ConnectError(f"cannot connect to {where}: {reason}")
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
+        reason = exc.strerror or getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigError(f"{setting} {ca_file} cannot be used as a CA bundle: {reason}") from exc

@@ -434,3 +434,48 @@ def keysvc_replicas(database: str, workdir: Path, **options: Any) -> KeysvcRepli
         **options,
     )
     return KeysvcReplicas(database, setup, workdir)
+
+
+# -- TLS and SOCKS5 proxies (an https:// proxy is stunnel in front of tinyproxy) ---------------------
+
+
+def start_stunnel(backend_port: int, cert: Path, key: Path) -> Server:
+    """Start stunnel4 accepting TLS on a free port with ``cert`` and relaying plain TCP to ``backend_port``.
+
+    In front of tinyproxy it makes an ``https://`` forward proxy; in front of fake-gcs-server, an
+    HTTPS bucket. Its log (``extra["log"]``) records each connection it accepts.
+    """
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="nodelogs-stunnel-"))
+    log = workdir / "stunnel.log"
+    conf = workdir / "stunnel.conf"
+    conf.write_text(
+        f"foreground = yes\npid =\noutput = {log}\ndebug = 5\n"
+        f"[tls]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{backend_port}\n"
+        f"cert = {cert}\nkey = {key}\n"
+    )
+    process = subprocess.Popen(["stunnel4", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: port_open(port), what="stunnel")
+    return Server(
+        "stunnel", f"https://127.0.0.1:{port}", port, process, workdir=workdir, extra={"log": str(log)}
+    )
+
+
+def start_microsocks(credentials: tuple[str, str] | None = None) -> Server:
+    """Start Debian's microsocks, a SOCKS5 server, maybe wanting ``credentials`` (RFC 1929).
+
+    Its log (``extra["log"]``) has one ``client[N] 127.0.0.1: connected to HOST:PORT`` line per
+    CONNECT: the name for socks5h, the address for socks5.
+    """
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="nodelogs-socks-"))
+    log = workdir / "microsocks.log"
+    auth = ["-u", credentials[0], "-P", credentials[1]] if credentials else []
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            ["microsocks", "-i", "127.0.0.1", "-p", str(port), *auth], stdout=handle, stderr=handle
+        )
+    wait_until(lambda: port_open(port), what="microsocks")
+    return Server(
+        "microsocks", f"socks5://127.0.0.1:{port}", port, process, workdir=workdir, extra={"log": str(log)}
+    )

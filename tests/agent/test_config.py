@@ -113,3 +113,24 @@ def test_repr_never_shows_a_proxy_password(tmp_path: Path) -> None:
     config = load(env(tmp_path, HTTPS_PROXY="http://user:s3cretpw@proxy:3128"))
     assert config.proxy_environ() == {"HTTPS_PROXY": "http://user:s3cretpw@proxy:3128"}
     assert "s3cretpw" not in repr(config)
+
+
+def test_a_proxy_value_go_would_fail_on_is_a_config_error_at_load(tmp_path: Path) -> None:
+    """An unusable proxy value stops loading with the variable named and the password hidden."""
+    with pytest.raises(ConfigError, match=r"^https_proxy=http://user:\*\*\*@proxy:3128 is not") as caught:
+        load(env(tmp_path, https_proxy="http://user:pa/ss@proxy:3128"))
+    assert "pa/ss" not in str(caught.value)
+
+
+def test_proxy_ca_file_is_read_from_the_environment(tmp_path: Path) -> None:
+    """NODELOGS_PROXY_CA_FILE sets the CA bundle for an https:// proxy, apart from ca_file."""
+    config = load(env(tmp_path, NODELOGS_PROXY_CA_FILE="/etc/ssl/proxy-ca.pem", HTTPS_PROXY="https://p:3128"))
+    assert (config.proxy_ca_file, config.ca_file) == ("/etc/ssl/proxy-ca.pem", None)
+
+
+def test_cgi_rule_refuses_http_proxy_for_an_http_endpoint_only(tmp_path: Path) -> None:
+    """With REQUEST_METHOD set, HTTP_PROXY fails an http:// endpoint at start; https:// endpoints are fine."""
+    cgi = {"REQUEST_METHOD": "GET", "HTTP_PROXY": "http://proxy:3128"}
+    assert load(env(tmp_path, **cgi)).proxy_environ()["REQUEST_METHOD"] == "GET"
+    with pytest.raises(ConfigError, match="REQUEST_METHOD is set, so HTTP_PROXY is refused"):
+        load(env(tmp_path, **cgi, NODELOGS_ENDPOINT="http://keysvc.example.com"))

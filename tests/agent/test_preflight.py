@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConnectError, KeyFileInsecure, KeyUnavailable, ProxyError, TransportError
+from agent.errors import (
+    ConnectError,
+    KeyFileInsecure,
+    KeyUnavailable,
+    ProxyAuthFailed,
+    ProxyError,
+    ProxyRefused,
+    ProxyUntrusted,
+    TransportError,
+)
 from agent.preflight import run_check
 from agent.transport import Response
 
@@ -39,6 +48,7 @@ class FakeTransport:
     """Answers by URL prefix: a status, or an exception to raise; records every request."""
 
     answers: dict[str, int | TransportError]
+    tls: tuple[str, ...] = ()
     sent: list[tuple[str, str, dict[str, str], bytes | None]] = field(default_factory=list)
 
     def request(
@@ -56,7 +66,8 @@ class FakeTransport:
             if url.startswith(prefix):
                 if isinstance(answer, TransportError):
                     raise answer
-                return Response(answer, {}, _session() if answer == 200 and "grants" in url else b"")
+                body = _session() if answer == 200 and "grants" in url else b""
+                return Response(answer, {}, body, tls=self.tls)
         raise AssertionError(f"unexpected URL {url}")
 
 
@@ -130,7 +141,7 @@ def test_routes_name_the_proxy_and_the_no_proxy_entry() -> None:
     code, out = _check(Config(env=env), transport, ALL_NAMES)
     assert code == 0
     assert "direct (no_proxy entry '.internal' matched keysvc.internal:443)" in out
-    assert "via proxy http://agent:***@proxy:3128 (HTTPS_PROXY applies to https:// URLs" in out
+    assert "via HTTP proxy http://agent:***@proxy:3128 (HTTPS_PROXY applies to https:// URLs" in out
     assert "proxy proxy -> 10.9.9.9" in out
     assert "hunter2" not in out
 
@@ -183,7 +194,8 @@ def test_http_proxy_wanting_credentials_is_unreachable() -> None:
     transport = FakeTransport({"http://keysvc.example:8080/": 407, "https://storage.googleapis.com/": 400})
     code, out = _check(config, transport, {**ALL_NAMES, "keysvc.example": ["10.1.1.1"]})
     assert code == 1
-    assert "HTTP 407: the proxy wants credentials" in out
+    assert "HTTP 407: the proxy refused the credentials, or wants some" in out
+    assert "percent-encoded" in out
     assert "keysvc: http://keysvc.example:8080" in out
 
 
@@ -228,15 +240,70 @@ def test_keysvc_error_answers_fail_with_a_hint(status: int, needle: str) -> None
     assert "REACHABLE but NOT OK" in out
 
 
-def test_unsupported_proxy_scheme_says_to_use_http() -> None:
-    """A socks5:// proxy is reported as unsupported with the fix, not as a refused tunnel."""
-    env = {"HTTPS_PROXY": "socks5://proxy:1080"}
-    problem = ProxyError(
-        "proxy socks5://proxy:1080 is not usable: only http:// forward proxies are supported"
-    )
-    transport = FakeTransport(
-        {"https://keysvc.internal/": problem, "https://storage.googleapis.com/": problem}
-    )
+@pytest.mark.parametrize(
+    ("env", "problem", "fix"),
+    [
+        (
+            {"HTTPS_PROXY": "https://proxy:3128"},
+            ProxyUntrusted("TLS to proxy https://proxy:3128 failed: its certificate is not trusted"),
+            "set NODELOGS_PROXY_CA_FILE to the CA bundle that signed it",
+        ),
+        (
+            {"HTTPS_PROXY": "http://agent:hunter2@proxy:3128"},
+            ProxyAuthFailed("proxy http://agent:***@proxy:3128 refused the CONNECT tunnel: 407"),
+            "put the proxy's user and password in the proxy URL, percent-encoded",
+        ),
+        (
+            {"HTTPS_PROXY": "socks5://agent:hunter2@proxy:1080"},
+            ProxyAuthFailed("proxy socks5://agent:***@proxy:1080 refused the SOCKS5 user name or password"),
+            "put the proxy's user and password in the proxy URL, percent-encoded",
+        ),
+        (
+            {"HTTPS_PROXY": "socks5h://proxy:1080"},
+            ProxyRefused("proxy socks5h://proxy:1080 refused to connect: connection not allowed by ruleset"),
+            "the SOCKS5 proxy socks5h://proxy:1080 refused to connect to this host",
+        ),
+        (
+            {"HTTPS_PROXY": "https://proxy:3128"},
+            ProxyRefused("proxy https://proxy:3128 refused the CONNECT tunnel to keysvc.internal:443: 403"),
+            "allows CONNECT to this host and port",
+        ),
+    ],
+)
+def test_each_proxy_failure_gets_its_one_fix(env: dict[str, str], problem: Exception, fix: str) -> None:
+    """An untrusted proxy certificate, a 407, a SOCKS auth failure and a refusal each get their own fix."""
+    transport = FakeTransport({"https://keysvc.internal/": problem, "https://storage.googleapis.com/": 400})
     code, out = _check(Config(env=env), transport, ALL_NAMES)
     assert code == 1
-    assert "use an http:// proxy URL" in out
+    keysvc_part = out.split("bucket:", 1)[0]
+    assert fix in keysvc_part
+    assert keysvc_part.count("fix:") == 1
+    assert "hunter2" not in out
+
+
+def test_socks5h_route_says_the_proxy_resolves_the_name() -> None:
+    """Through socks5h:// the check names the SOCKS5 proxy and says the proxy resolves the target."""
+    env = {"HTTPS_PROXY": "socks5h://proxy:1080"}
+    transport = FakeTransport({"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400})
+    code, out = _check(Config(env=env), transport, ALL_NAMES)
+    assert code == 0
+    assert "via SOCKS5 proxy socks5h://proxy:1080 (HTTPS_PROXY applies" in out
+    assert "keysvc.internal is resolved by the SOCKS5 proxy (socks5h)" in out
+    assert "proxy proxy -> 10.9.9.9" in out
+
+
+def test_tls_lines_of_the_answer_are_printed() -> None:
+    """The TLS sessions the transport verified (to the proxy, to the target) appear in the report."""
+    env = {"HTTPS_PROXY": "https://proxy:3128"}
+    tls = (
+        "proxy proxy:3128: TLSv1.3, certificate verified",
+        "target keysvc.internal:443: TLSv1.3, certificate verified",
+    )
+    transport = FakeTransport(
+        {"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400}, tls=tls
+    )
+    code, out = _check(Config(env=env), transport, ALL_NAMES)
+    assert code == 0
+    assert "via HTTPS (TLS to the proxy) proxy https://proxy:3128" in out
+    assert "  tls:     proxy proxy:3128: TLSv1.3, certificate verified\n" in out
+    assert "  tls:     target keysvc.internal:443: TLSv1.3, certificate verified\n" in out

@@ -4,42 +4,45 @@ from __future__ import annotations
 
 import pytest
 
-from agent.proxyconfig import ProxyConfig, parse_proxy, redact_proxy
+from agent.errors import ConfigError
+from agent.proxyconfig import ProxyConfig
 
-# Go's proxyForURLTests without the CGI rows (the agent is never a CGI handler; see the module).
+# Go's proxyForURLTests; the CGI rows are in test_cgi_rule_*. The expected proxy is shown with its
+# port made explicit (Go's default ports). Go's "foo://host" row ("preserve unknown schemes") is
+# test_unknown_scheme_is_a_config_error: Go 1.19 really turns it into the http proxy host "foo".
 # (http_proxy, https_proxy, no_proxy, request URL, expected proxy or None)
 GO_PROXY_FOR_URL = [
     ("127.0.0.1:8080", "", "", "http://example.com", "http://127.0.0.1:8080"),
     ("cache.corp.example.com:1234", "", "", "http://example.com", "http://cache.corp.example.com:1234"),
-    ("cache.corp.example.com", "", "", "http://example.com", "http://cache.corp.example.com"),
-    ("localhost", "", "", "http://example.com", "http://localhost"),
-    ("https://cache.corp.example.com", "", "", "http://example.com", "https://cache.corp.example.com"),
+    ("cache.corp.example.com", "", "", "http://example.com", "http://cache.corp.example.com:80"),
+    ("localhost", "", "", "http://example.com", "http://localhost:80"),
+    ("https://cache.corp.example.com", "", "", "http://example.com", "https://cache.corp.example.com:443"),
     ("http://127.0.0.1:8080", "", "", "http://example.com", "http://127.0.0.1:8080"),
     ("https://127.0.0.1:8080", "", "", "http://example.com", "https://127.0.0.1:8080"),
-    ("socks5://127.0.0.1", "", "", "http://example.com", "socks5://127.0.0.1"),
-    ("foo://host", "", "", "http://example.com", "foo://host"),  # unknown schemes are kept
-    ("http.proxy.tld", "secure.proxy.tld", "", "http://insecure.tld/", "http://http.proxy.tld"),
-    ("http.proxy.tld", "secure.proxy.tld", "", "https://secure.tld/", "http://secure.proxy.tld"),
-    ("http.proxy.tld", "https://secure.proxy.tld", "", "https://secure.tld/", "https://secure.proxy.tld"),
+    ("socks5://127.0.0.1", "", "", "http://example.com", "socks5://127.0.0.1:1080"),
+    ("http.proxy.tld", "secure.proxy.tld", "", "http://insecure.tld/", "http://http.proxy.tld:80"),
+    ("http.proxy.tld", "secure.proxy.tld", "", "https://secure.tld/", "http://secure.proxy.tld:80"),
+    ("http.proxy.tld", "https://secure.proxy.tld", "", "https://secure.tld/", "https://secure.proxy.tld:443"),
     ("http.proxy.tld", "", "", "https://secure.tld/", None),
     ("http.proxy.tld", "", "", "ftp://insecure.tld/", None),
     ("", "", "", "http://example.com", None),
     ("proxy", "", "example.com", "http://example.com/", None),
-    ("proxy", "", ".example.com", "http://example.com/", "http://proxy"),
-    ("proxy", "", "ample.com", "http://example.com/", "http://proxy"),
+    ("proxy", "", ".example.com", "http://example.com/", "http://proxy:80"),
+    ("proxy", "", "ample.com", "http://example.com/", "http://proxy:80"),
     ("proxy", "", "example.com", "http://foo.example.com/", None),
-    ("proxy", "", ".foo.com", "http://example.com/", "http://proxy"),
+    ("proxy", "", ".foo.com", "http://example.com/", "http://proxy:80"),
     ("proxy", "", ".示例.com", "http://www.示例.com", None),
     ("proxy", "", "xn--fsq092h.com", "http://www.示例.com", None),
     ("proxy", "", "示例.com", "http://www.xn--fsq092h.com", None),
-    ("proxy", "", "example.com", "http://[1000::%25.example.com]:123", "http://proxy"),
+    ("proxy", "", "example.com", "http://[1000::%25.example.com]:123", "http://proxy:80"),
 ]
 
 
 @pytest.mark.parametrize(("http", "https", "no", "url", "expected"), GO_PROXY_FOR_URL)
 def test_go_proxy_for_url_table(http: str, https: str, no: str, url: str, expected: str | None) -> None:
     """Every non-CGI row of Go's proxyForURLTests picks Go's proxy."""
-    assert ProxyConfig(http, https, no).decide(url).proxy == expected
+    proxy = ProxyConfig(http, https, no).decide(url).proxy
+    assert (None if proxy is None else proxy.display) == expected
 
 
 def test_go_from_environment_upper_case() -> None:
@@ -77,7 +80,7 @@ def test_reason_names_variable_and_entry() -> None:
     assert direct.proxy is None
     assert "no_proxy entry 'keysvc.internal' matched" in direct.reason
     proxied = config.decide("https://storage.googleapis.com/b/o")
-    assert proxied.proxy == "http://proxy:3128"
+    assert proxied.display == "http://proxy:3128"
     assert "https_proxy applies to https:// URLs" in proxied.reason
 
 
@@ -93,21 +96,30 @@ def test_passwords_never_show_in_reprs() -> None:
     """The proxy password is redacted from reprs and from the display form of a decision."""
     config = ProxyConfig.from_env({"HTTPS_PROXY": "http://agent:s3cret@proxy:3128"})
     decision = config.decide("https://storage.googleapis.com/")
-    assert decision.proxy == "http://agent:s3cret@proxy:3128"
-    for text in (repr(config), repr(decision), decision.display, decision.reason):
+    assert decision.proxy is not None
+    assert (decision.proxy.username, decision.proxy.password) == ("agent", "s3cret")
+    for text in (repr(config), repr(decision), decision.display, decision.reason, str(decision.proxy)):
         assert "s3cret" not in text
     assert decision.display == "http://agent:***@proxy:3128"
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [("", None), ("  ", None), ("proxy:3128", "http://proxy:3128"), ("http://p:1", "http://p:1")],
-)
-def test_parse_proxy(value: str, expected: str | None) -> None:
-    """parse_proxy adds http:// to bare host[:port] values and treats blanks as unset."""
-    assert parse_proxy(value) == expected
+def test_unknown_scheme_is_a_config_error() -> None:
+    """An unknown proxy scheme stops the agent: Go would dial a proxy host named after the scheme."""
+    with pytest.raises(ConfigError, match=r"HTTP_PROXY=foo://host .*unsupported proxy scheme 'foo'"):
+        ProxyConfig("foo://host", "", "")
 
 
-def test_redact_proxy_without_userinfo_is_unchanged() -> None:
-    """A proxy URL without credentials is printed as is."""
-    assert redact_proxy("http://proxy:3128") == "http://proxy:3128"
+def test_cgi_rule_fails_http_requests_while_http_proxy_is_set() -> None:
+    """Go's CGI rows: with REQUEST_METHOD set an http:// request fails, even one NO_PROXY would bypass."""
+    config = ProxyConfig.from_env(
+        {"REQUEST_METHOD": "GET", "HTTP_PROXY": "proxy:1", "NO_PROXY": "example.com"}
+    )
+    with pytest.raises(ConfigError, match="REQUEST_METHOD is set, so HTTP_PROXY is refused"):
+        config.decide("http://example.com")
+
+
+def test_cgi_rule_leaves_https_and_an_unset_http_proxy_alone() -> None:
+    """Go's CGI rows: HTTPS_PROXY still applies, and without HTTP_PROXY http:// goes direct."""
+    config = ProxyConfig.from_env({"REQUEST_METHOD": "GET", "HTTPS_PROXY": "secure:2"})
+    assert config.decide("https://example.com").display == "http://secure:2"
+    assert config.decide("http://example.com").proxy is None

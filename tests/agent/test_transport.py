@@ -15,13 +15,16 @@ from agent.errors import (
     ConfigError,
     ConnectError,
     ConnectionLost,
+    ProxyAuthFailed,
     ProxyError,
+    ProxyRefused,
+    ProxyUntrusted,
     RequestTimeout,
     ResponseTooLarge,
 )
 from agent.proxyconfig import ProxyConfig
 from agent.transport import Transport
-from tests import certs
+from tests import certs, servers
 
 Handler = Callable[[socket.socket, "RawServer"], None]
 
@@ -257,11 +260,90 @@ def test_https_through_proxy_opens_a_connect_tunnel(serve: Callable[..., RawServ
     assert "Proxy-Authorization: Basic " + base64.b64encode(b"agent:secret").decode() in head
 
 
-def test_non_http_proxy_is_refused_clearly() -> None:
-    """A socks5:// proxy is reported as unusable rather than silently bypassed."""
-    config = ProxyConfig(https_proxy="socks5://127.0.0.1:1080")
-    with Transport(config) as transport, pytest.raises(ProxyError, match="only http://"):
+def _socks_server(reply: int, *, auth: tuple[bytes, bytes] | None = None) -> Handler:
+    """A SOCKS5 server that records the CONNECT address and answers ``reply``, then speaks HTTP."""
+
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        greeting = conn.recv(2)
+        methods = conn.recv(greeting[1])
+        if auth is None:
+            conn.sendall(b"\x05\x00")
+        elif 2 not in methods:
+            conn.sendall(b"\x05\xff")
+            return
+        else:
+            conn.sendall(b"\x05\x02")
+            ver_ulen = conn.recv(2)
+            user = conn.recv(ver_ulen[1])
+            password = conn.recv(conn.recv(1)[0])
+            conn.sendall(b"\x01\x00" if (user, password) == auth else b"\x01\x01")
+            if (user, password) != auth:
+                return
+        head = conn.recv(4)
+        if head[3] == 3:
+            address = conn.recv(conn.recv(1)[0])
+        else:
+            address = socket.inet_ntop(
+                socket.AF_INET if head[3] == 1 else socket.AF_INET6, conn.recv(4 if head[3] == 1 else 16)
+            ).encode()
+        port = int.from_bytes(conn.recv(2), "big")
+        server.requests.append(b"SOCKS %s:%d" % (address, port))
+        conn.sendall(bytes([5, reply, 0, 1, 0, 0, 0, 0, 0, 0]))
+        if reply == 0:
+            keep_alive(conn, server)
+
+    return handle
+
+
+@pytest.mark.parametrize("scheme", ["socks5h", "socks5"])
+def test_socks5_resolves_locally_and_socks5h_at_the_proxy(
+    serve: Callable[..., RawServer], scheme: str
+) -> None:
+    """socks5:// hands the proxy an address resolved here; socks5h:// hands it the name; both carry HTTP."""
+    name = servers.loopback_hostname()  # resolves here; loopback literals and localhost are never proxied
+    sent = name if scheme == "socks5h" else socket.gethostbyname(name)
+    proxy = serve(_socks_server(0, auth=(b"agent", b"p@ss")))
+    config = ProxyConfig(http_proxy=f"{scheme}://agent:p%40ss@127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport:
+        response = transport.request("GET", f"http://{name}:8080/b/o")
+    assert response.status == 200
+    assert proxy.requests[0] == f"SOCKS {sent}:8080".encode()
+    assert proxy.requests[1].startswith(b"GET /b/o HTTP/1.1\r\n")  # origin form: SOCKS is not HTTP
+    assert b"Proxy-Authorization" not in proxy.requests[1]
+
+
+def test_socks5_wrong_password_is_an_auth_failure_without_the_password(
+    serve: Callable[..., RawServer],
+) -> None:
+    """A SOCKS5 server refusing the password raises ProxyAuthFailed that does not show it."""
+    proxy = serve(_socks_server(0, auth=(b"agent", b"right")))
+    config = ProxyConfig(https_proxy=f"socks5h://agent:Wr0ngPass@127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport, pytest.raises(ProxyAuthFailed) as caught:
         transport.request("GET", "https://storage.example.com/")
+    assert "refused the SOCKS5 user name or password" in str(caught.value)
+    assert "Wr0ngPass" not in str(caught.value)
+
+
+def test_socks5_without_credentials_against_an_authenticating_server(
+    serve: Callable[..., RawServer],
+) -> None:
+    """A SOCKS5 server that wants a password, asked without one, says to put it in the URL."""
+    proxy = serve(_socks_server(0, auth=(b"agent", b"right")))
+    with (
+        Transport(ProxyConfig(https_proxy=f"socks5h://127.0.0.1:{proxy.port}"), timeout=5.0) as transport,
+        pytest.raises(ProxyAuthFailed, match="wants credentials"),
+    ):
+        transport.request("GET", "https://storage.example.com/")
+
+
+def test_socks5_refusal_names_the_reply(serve: Callable[..., RawServer]) -> None:
+    """A SOCKS5 CONNECT refused by the server's rules raises ProxyRefused with the RFC 1928 reason."""
+    proxy = serve(_socks_server(2))
+    config = ProxyConfig(https_proxy=f"socks5h://127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport, pytest.raises(ProxyRefused) as caught:
+        transport.request("GET", "https://storage.example.com/")
+    assert "connection not allowed by ruleset" in str(caught.value)
+    assert "storage.example.com:443" in str(caught.value)
 
 
 @pytest.fixture(scope="module")
@@ -306,3 +388,125 @@ def test_unusable_ca_file_is_a_config_error_naming_it(tmp_path: Path, kind: str)
         path.mkdir()
     with pytest.raises(ConfigError, match="ca_file"):
         Transport(ProxyConfig(), ca_file=str(path))
+
+
+def _tls_proxy(tls_files: tuple[Path, Path]) -> Handler:
+    """An https:// proxy: TLS on its socket, CONNECT answered 200 then bytes relayed to the target port."""
+
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        head = read_request(conn, server)
+        if head is None:
+            return
+        line = head.split(b"\r\n", 1)[0].decode()
+        if not line.startswith("CONNECT "):
+            conn.sendall(answer(200, b"forwarded"))
+            keep_alive(conn, server)
+            return
+        port = int(line.split()[1].rsplit(":", 1)[1])
+        upstream = socket.create_connection(("127.0.0.1", port))
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        _relay(conn, upstream)
+
+    return handle
+
+
+def _relay(client: socket.socket, upstream: socket.socket) -> None:
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+    pump(client, upstream)
+
+
+@pytest.fixture(scope="module")
+def named_tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for a non-loopback-literal name of 127.0.0.1 (proxied, unlike 127.0.0.1)."""
+    return certs.write_self_signed_cert(tmp_path_factory.mktemp("tls"), [servers.loopback_hostname()])
+
+
+def test_https_proxy_carries_tls_in_tls_and_absolute_form(
+    serve: Callable[..., RawServer], tls_files: tuple[Path, Path], named_tls_files: tuple[Path, Path]
+) -> None:
+    """Through an https:// proxy, https targets get TLS inside the proxy's TLS; http ones absolute form."""
+    name = servers.loopback_hostname()
+    target = serve(keep_alive, _server_tls(named_tls_files))
+    proxy = serve(_tls_proxy(tls_files), _server_tls(tls_files))
+    url = f"https://127.0.0.1:{proxy.port}"
+    config = ProxyConfig(http_proxy=url, https_proxy=url)
+    with Transport(
+        config, timeout=5.0, ca_file=str(named_tls_files[0]), proxy_ca_file=str(tls_files[0])
+    ) as transport:
+        secure = transport.request("PUT", f"https://{name}:{target.port}/b/o", body=b"x" * 100_000)
+        again = transport.request("GET", f"https://{name}:{target.port}/b/o2")
+        plain = transport.request("GET", "http://bucket.example/b/o")
+    assert (secure.status, secure.body, again.status) == (200, b"ok", 200)
+    assert any(line.startswith(f"proxy 127.0.0.1:{proxy.port}: TLSv1.") for line in secure.tls)
+    assert any(line.startswith(f"target {name}:{target.port}: TLSv1.") for line in secure.tls)
+    assert proxy.connections == 2  # one tunnel reused for both https requests, one for the http one
+    assert target.requests[0].startswith(b"PUT /b/o HTTP/1.1")
+    assert plain.body == b"forwarded"
+    assert proxy.requests[-1].startswith(b"GET http://bucket.example/b/o HTTP/1.1")
+
+
+def test_https_proxy_with_an_unknown_certificate_is_untrusted(
+    serve: Callable[..., RawServer], tls_files: tuple[Path, Path]
+) -> None:
+    """An https:// proxy whose certificate no configured CA signed raises ProxyUntrusted, naming the proxy."""
+    proxy = serve(_tls_proxy(tls_files), _server_tls(tls_files))
+    config = ProxyConfig(https_proxy=f"https://agent:s3cret@127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport, pytest.raises(ProxyUntrusted) as caught:
+        transport.request("GET", "https://storage.example.com/")
+    assert f"TLS to proxy https://agent:***@127.0.0.1:{proxy.port} failed" in str(caught.value)
+    assert "not trusted" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_proxy_ca_file_is_used_for_the_proxy_only(
+    serve: Callable[..., RawServer], tls_files: tuple[Path, Path], named_tls_files: tuple[Path, Path]
+) -> None:
+    """proxy_ca_file verifies the proxy; the target is still checked against ca_file (here: system CAs)."""
+    name = servers.loopback_hostname()
+    target = serve(keep_alive, _server_tls(named_tls_files))
+    proxy = serve(_tls_proxy(tls_files), _server_tls(tls_files))
+    config = ProxyConfig(https_proxy=f"https://127.0.0.1:{proxy.port}")
+    with (
+        Transport(config, timeout=5.0, proxy_ca_file=str(tls_files[0])) as transport,
+        pytest.raises(ConnectError, match=f"TLS handshake with {name}:{target.port} failed"),
+    ):
+        transport.request("GET", f"https://{name}:{target.port}/")
+    assert proxy.requests[0].startswith(f"CONNECT {name}:{target.port} HTTP/1.1".encode())
+
+
+def test_407_to_an_absolute_form_request_is_a_proxy_auth_failure(serve: Callable[..., RawServer]) -> None:
+    """A forward proxy answering 407 to an http:// request raises ProxyAuthFailed instead of passing it on."""
+
+    def want_auth(conn: socket.socket, server: RawServer) -> None:
+        while read_request(conn, server) is not None:
+            conn.sendall(answer(407, b"", b"Proxy-Authenticate: Basic realm=x\r\n"))
+
+    proxy = serve(want_auth)
+    config = ProxyConfig(http_proxy=f"http://agent:Wr0ngPass@127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport, pytest.raises(ProxyAuthFailed) as caught:
+        transport.request("PUT", "http://bucket.example/b/o", body=b"data")
+    assert f"proxy http://agent:***@127.0.0.1:{proxy.port} answered 407 to PUT" in str(caught.value)
+    assert "Wr0ngPass" not in str(caught.value)
+
+
+def test_connect_to_an_ipv6_literal_is_bracketed(serve: Callable[..., RawServer]) -> None:
+    """CONNECT to an IPv6 literal names it as [addr]:port, which Python 3.11's own tunnel code did not."""
+
+    def refuse(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn, server)
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    proxy = serve(refuse)
+    config = ProxyConfig(https_proxy=f"http://127.0.0.1:{proxy.port}")
+    with Transport(config, timeout=5.0) as transport, pytest.raises(ProxyRefused, match="403 Forbidden"):
+        transport.request("GET", "https://[2001:db8::1]:8443/b/o")
+    assert proxy.requests[0] == b"CONNECT [2001:db8::1]:8443 HTTP/1.1\r\nHost: [2001:db8::1]:8443"

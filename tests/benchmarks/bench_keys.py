@@ -19,8 +19,9 @@ from pathlib import Path
 
 from keysvc import logging_setup
 from keysvc.core.clock import SystemClock
-from keysvc.core.models import AddNode, Scope
+from keysvc.core.models import AddNode, Region, Scope
 from keysvc.files.audit_signing import AuditSigner
+from keysvc.service.ingest import IngestService
 from keysvc.service.keys import KeyService
 from keysvc.store import open_store
 from keysvc.store.sqlite import SqliteStore
@@ -41,6 +42,17 @@ def line(name: str, result: tuple[float, float]) -> None:
     print(f"  {name:<44} {result[0]:>12,.0f} /s   {result[1]:>9.1f} µs each")
 
 
+class _NoUrls:
+    """The URL signer port, unused here: this benchmark authenticates without granting."""
+
+    def sign_put(self, **_: object) -> str:
+        """Never called by authenticate."""
+        raise AssertionError("authenticate signs nothing")
+
+    def check_ready(self) -> None:
+        """Always ready."""
+
+
 def main() -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,7 +65,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{tmp}/bench.db")
         signer = AuditSigner.generate()
-        service = KeyService(store, signer, SystemClock())
+        regions = {"eu": Region(name="eu", bucket="nodelogs-eu")}
+        service = KeyService(store, signer, SystemClock(), regions=regions)
+        ingest = IngestService(store, service.audit, SystemClock(), signer=_NoUrls(), regions=regions)
         print(f"keysvc benchmark on {os.cpu_count()} CPU(s), SQLite WAL in {tmp}")
 
         key = keyformat.mint().key
@@ -84,7 +98,7 @@ def main() -> None:
 
         def verify(i: int) -> None:
             j = i % len(issued)
-            service.authenticate_ingest(issued[j], wanted=wanted[j], source="10.0.0.1")
+            ingest.authenticate(issued[j], wanted=wanted[j], source="10.0.0.1")
 
         verified = rate(args.verifications, verify)
         db_size = Path(tmp, "bench.db").stat().st_size + Path(tmp, "bench.db-wal").stat().st_size

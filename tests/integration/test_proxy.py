@@ -123,7 +123,14 @@ def test_https_tunnels_through_an_authenticating_proxy(
     path = f"/b/{uuid.uuid4().hex}?X-Goog-Signature=abc"
     proxy_url = tinyproxy_open.url.replace("http://", "http://agent:pr0xy@")
     config = ProxyConfig.from_env({"https_proxy": proxy_url})
-    assert config.decide(https_bucket.url(path)).proxy == proxy_url
+    decided = config.decide(https_bucket.url(path)).proxy
+    assert decided is not None
+    assert (decided.scheme, decided.hostport, decided.username, decided.password) == (
+        "http",
+        f"127.0.0.1:{tinyproxy_open.port}",
+        "agent",
+        "pr0xy",
+    )
     with Transport(config, timeout=10, ca_file=str(https_bucket.ca_file)) as transport:
         response = transport.request("PUT", https_bucket.url(path), body=b"\x1f\x8b gzip bytes")
     assert response.status == 200
@@ -217,7 +224,7 @@ def test_agent_ships_through_the_proxy_and_reaches_keysvc_directly(
         )
         assert check.returncode == 0, check.stdout + check.stderr
         assert f"direct (no_proxy entry '{host}:{keysvc.port}' matched" in check.stdout
-        assert f"via proxy {tinyproxy.url} (HTTP_PROXY applies to http:// URLs" in check.stdout
+        assert f"via HTTP proxy {tinyproxy.url} (HTTP_PROXY applies to http:// URLs" in check.stdout
         assert node.key not in check.stdout + check.stderr
 
         data = (
