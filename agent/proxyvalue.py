@@ -165,13 +165,18 @@ def redact_proxy(value: str) -> str:
 
     Works on values that do not parse: everything up to the last ``@`` is treated as user
     information, and only its part before the first ``:`` (the user name) is kept; anything after
-    the host and port (a path, a query) is dropped, since a mistyped password may sit there too.
+    the host and port (a path, a query) is dropped, since a mistyped password may sit there too, and
+    a "port" that is not a number (``http://user:secret`` with the host forgotten) is masked.
     """
     scheme, sep, rest = value.partition("://")
     if not sep:
         scheme, rest = "", value
     userinfo, at, hostport = rest.rpartition("@")
     hostport = re.split(r"[/?#]", hostport, maxsplit=1)[0]
+    host, colon, port = hostport.rpartition(":") if not hostport.endswith("]") else (hostport, "", "")
+    if colon and not port.isdigit() and not host.startswith("["):
+        # Not a port: most likely ``user:password`` with the ``@host`` forgotten. Never show it.
+        hostport = f"{host}:***"
     shown = ""
     if at:
         user = re.split(r"[:/?#]", userinfo, maxsplit=1)[0]

@@ -106,6 +106,16 @@ def test_a_malformed_value_never_shows_its_password(value: str) -> None:
     assert "HTTPS_PROXY=" in message
 
 
+@pytest.mark.parametrize(
+    "value", ["http://agent:Sup3rSecret", "https://agent:Sup3rSecret/x", "agent:Sup3rSecret"]
+)
+def test_a_forgotten_host_does_not_show_the_password_as_a_port(value: str) -> None:
+    """``user:password`` with the ``@host`` forgotten is refused without quoting the password as a port."""
+    with pytest.raises(ConfigError) as caught:
+        parse_proxy_value(value, "HTTPS_PROXY")
+    assert "Sup3r" not in str(caught.value)
+
+
 def test_repr_and_str_never_show_the_password() -> None:
     """A parsed proxy's repr, str and display hide the password."""
     parsed = parse_proxy_value("https://agent:s3cret@proxy:3128", "HTTPS_PROXY")
@@ -122,6 +132,10 @@ def test_repr_and_str_never_show_the_password() -> None:
         ("http://u:p@proxy:3128/x?y", "http://u:***@proxy:3128"),
         ("http://u:p/q#r?s@proxy:3128", "http://u:***@proxy:3128"),
         ("u:p@proxy", "u:***@proxy"),
+        ("http://agent:Sup3rSecret", "http://agent:***"),
+        ("socks5://agent:Sup3rSecret/", "socks5://agent:***"),
+        ("http://[::1]:3128", "http://[::1]:3128"),
+        ("proxy:3128", "proxy:3128"),
     ],
 )
 def test_redact_proxy_keeps_the_user_and_drops_the_rest(value: str, shown: str) -> None:
