@@ -30,7 +30,7 @@ from keysvc import auditchain, expiry, ids, keyformat, scope
 from keysvc.auditchain import Signer, VerifyReport
 from keysvc.checks import Failure, Reason
 from keysvc.clock import Clock
-from keysvc.errors import ConfigError, Conflict, InvalidInput, NotFound, Refused
+from keysvc.errors import ConfigError, Conflict, InvalidInput, KeyEnded, NotFound, Refused
 from keysvc.models import (
     AddNode,
     AuditEvent,
@@ -230,8 +230,13 @@ class KeyService:
 
     # -- checking -------------------------------------------------------------------------------
 
-    def authenticate_ingest(self, presented: str, *, wanted: Scope, source: str) -> KeyRecord:
-        """Check a presented key for ``wanted``; raise :class:`Refused` with the precise reason (audited)."""
+    def authenticate_ingest(self, presented: str, *, wanted: Scope | None, source: str) -> KeyRecord:
+        """Check a presented key for ``wanted``; raise :class:`Refused` with the precise reason (audited).
+
+        ``wanted=None`` means the caller makes no claims: the key's own record is its scope. A key
+        whose hash matched but that is expired or revoked raises :class:`KeyEnded`, the one refusal
+        the HTTP layer answers distinctly, because only the key's holder can provoke it.
+        """
         source = str(source)[:MAX_SOURCE]
         now = self._clock.now()
         parsed = keyformat.parse(presented) if isinstance(presented, str) else Failure(Reason.MALFORMED)
@@ -263,10 +268,14 @@ class KeyService:
                 ),
             )
         log.info("key_refused", key_id=key_id, reason=failure.reason.value, source=source)
+        # _check answers EXPIRED/REVOKED for a record with a hash only after that hash matched.
+        proved = rec is not None and rec.key_hash is not None
+        if proved and failure.reason in (Reason.EXPIRED, Reason.REVOKED):
+            raise KeyEnded(failure.reason.value)
         raise Refused(failure.reason.value)
 
     @staticmethod
-    def _check(rec: KeyRecord | None, key: str, wanted: Scope, now: float) -> Failure | None:
+    def _check(rec: KeyRecord | None, key: str, wanted: Scope | None, now: float) -> Failure | None:
         if rec is None:
             return Failure(Reason.UNKNOWN)
         if rec.key_hash is None:
@@ -277,7 +286,7 @@ class KeyService:
             return Failure(Reason.EXPIRED)
         if rec.state is KeyState.REVOKED:
             return Failure(Reason.REVOKED)
-        checked = scope.check_scope(rec.scope, wanted)
+        checked = scope.check_scope(rec.scope, rec.scope if wanted is None else wanted)
         return checked if isinstance(checked, Failure) else None
 
     @staticmethod
@@ -317,7 +326,7 @@ class KeyService:
             detail=_scrub(info),
         )
 
-    def _refuse(self, failure: Failure, *, source: str, wanted: Scope, now: float) -> NoReturn:
+    def _refuse(self, failure: Failure, *, source: str, wanted: Scope | None, now: float) -> NoReturn:
         with self._store.transaction() as tx:
             self._append(
                 tx,

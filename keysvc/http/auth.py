@@ -35,7 +35,7 @@ log = structlog.get_logger()
 class Auditor(Protocol):
     """The part of the key service the guard needs."""
 
-    def authenticate_ingest(self, presented: str, *, wanted: Scope, source: str) -> KeyRecord:
+    def authenticate_ingest(self, presented: str, *, wanted: Scope | None, source: str) -> KeyRecord:
         """Check an ingest key; raises :class:`Refused`."""
         ...
 
@@ -129,7 +129,7 @@ class Guard:
             raise Refused(result.reason)
         return result.value
 
-    def ingest(self, request: Request, wanted: Scope) -> KeyRecord:
+    def ingest(self, request: Request, wanted: Scope | None) -> KeyRecord:
         """Return the record of the request's ingest key; the service audits every refusal."""
         source = source_of(request)
         self.admit(source)

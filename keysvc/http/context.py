@@ -21,7 +21,7 @@ class KeyServiceApi(Protocol):
         """Mint a key for a node."""
         ...
 
-    def authenticate_ingest(self, presented: str, *, wanted: Scope, source: str) -> KeyRecord:
+    def authenticate_ingest(self, presented: str, *, wanted: Scope | None, source: str) -> KeyRecord:
         """Check an ingest key."""
         ...
 

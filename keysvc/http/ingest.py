@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Security
 from fastapi.security import HTTPBearer
 
 from keysvc.checks import Reason
-from keysvc.errors import ConfigError, InvalidInput, InvalidObjectName, Refused
+from keysvc.errors import ConfigError, InvalidInput, InvalidObjectName, KeyEnded
 from keysvc.grants import plan_grants, upload_headers
 from keysvc.http.auth import source_of
 from keysvc.http.context import Context
@@ -33,7 +33,8 @@ def router(ctx: Context) -> APIRouter:
     def grant(body: GrantRequest, request: Request) -> GrantResponse:
         if len(body.objects) > server.max_objects_per_grant:
             raise InvalidInput(f"at most {server.max_objects_per_grant} objects per request")
-        wanted = Scope(cluster=body.cluster, node=body.node, region=body.region)
+        claimed = body.cluster is not None and body.node is not None and body.region is not None
+        wanted = Scope(cluster=body.cluster, node=body.node, region=body.region) if claimed else None
         record = ctx.guard.ingest(request, wanted)
         region = ctx.settings.regions.get(record.region)
         if region is None:
@@ -66,7 +67,7 @@ def router(ctx: Context) -> APIRouter:
                 key_id=record.key_id,
                 detail={"why": "less than one second of key lifetime left to sign a URL"},
             )
-            raise Refused(Reason.EXPIRED)
+            raise KeyEnded(Reason.EXPIRED)  # the key was just authenticated
         headers = upload_headers(server.max_chunk_bytes)
         grants = [
             Grant(
@@ -88,6 +89,9 @@ def router(ctx: Context) -> APIRouter:
         ctx.metrics.grants.inc(amount=len(grants))
         return GrantResponse(
             key_id=record.key_id,
+            cluster=record.cluster,
+            node=record.node,
+            region=record.region,
             server_time=now,
             key_expires_at=record.expires_at,
             bucket=region.bucket,
