@@ -33,8 +33,9 @@ def router(ctx: Context) -> APIRouter:
     def grant(body: GrantRequest, request: Request) -> GrantResponse:
         if len(body.objects) > server.max_objects_per_grant:
             raise InvalidInput(f"at most {server.max_objects_per_grant} objects per request")
-        claimed = body.cluster is not None and body.node is not None and body.region is not None
-        wanted = Scope(cluster=body.cluster, node=body.node, region=body.region) if claimed else None
+        wanted = None  # no claims: the key's own record is the scope
+        if body.cluster is not None and body.node is not None and body.region is not None:
+            wanted = Scope(cluster=body.cluster, node=body.node, region=body.region)
         record = ctx.guard.ingest(request, wanted)
         region = ctx.settings.regions.get(record.region)
         if region is None:
