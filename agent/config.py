@@ -32,9 +32,14 @@ class AgentConfig:
     """Everything ``nodelogs-agent`` needs to run; the module docstring says where each value comes from."""
 
     endpoint: str
-    cluster: str
-    node: str
-    region: str
+    #: Optional checks: the node's cluster, node and region come from the key's record at keysvc.
+    #: A value given here that disagrees with the record is a configuration error (exit 2).
+    cluster: str | None = None
+    node: str | None = None
+    region: str | None = None
+    #: The key's expiry (Unix seconds), which keysvc renders into agent.env: an upper bound on
+    #: the agent's life until keysvc answers (see :mod:`agent.lifetime`).
+    key_expires_at: float | None = None
     sources: tuple[str, ...] = DEFAULT_SOURCES
     key_file: str = "/etc/nodelogs/key"
     state_dir: str = "/var/lib/nodelogs-agent"
@@ -76,9 +81,9 @@ class AgentConfig:
 
     def validate(self) -> AgentConfig:
         """Check every value; raise :class:`ConfigError` naming the first bad one."""
-        for name in ("endpoint", "cluster", "node", "region"):
-            if not getattr(self, name):
-                raise ConfigError(f"{name} is required (NODELOGS_{name.upper()} or --{name})")
+        if not self.endpoint:
+            raise ConfigError("endpoint is required (NODELOGS_ENDPOINT or --endpoint)")
+        _check_key_facts(self)
         _http_url("endpoint", self.endpoint)
         _http_url("bucket_url", self.bucket_url)
         if not self.sources:
@@ -112,6 +117,15 @@ class AgentConfig:
         return self
 
 
+def _check_key_facts(config: AgentConfig) -> None:
+    for name in ("cluster", "node", "region"):
+        if getattr(config, name) == "":
+            raise ConfigError(f"{name} is empty: leave it unset, or give the key's {name}")
+    if config.key_expires_at is not None and not 0 < config.key_expires_at < float("inf"):
+        raise ConfigError("key_expires_at must be a positive number of Unix seconds")
+    _absolute_or_unset("state_dir", config.state_dir)
+
+
 def _http_url(name: str, value: str) -> None:
     try:
         parts = urlsplit(value)
@@ -129,7 +143,7 @@ def _absolute_or_unset(name: str, value: str | None) -> None:
 
 
 _FIELDS = {f.name: f for f in fields(AgentConfig)}
-_FLOATS = {name for name, f in _FIELDS.items() if f.type == "float"}
+_FLOATS = {name for name, f in _FIELDS.items() if f.type in ("float", "float | None")}
 _INTS = {name for name, f in _FIELDS.items() if f.type == "int"}
 _NOT_SETTABLE = {"proxy_env"}
 
@@ -184,10 +198,8 @@ def load(environ: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> 
             settings[name] = _coerce(name, value, f"NODELOGS_{name.upper()}")
     for name, value in flags.items():
         settings[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
-    missing = [name for name in ("endpoint", "cluster", "node", "region") if name not in settings]
-    if missing:
-        names = ", ".join(f"NODELOGS_{name.upper()}" for name in missing)
-        raise ConfigError(f"missing required settings: {names}")
+    if "endpoint" not in settings:
+        raise ConfigError("missing required setting: NODELOGS_ENDPOINT")
     config = AgentConfig(**settings)
     proxy_env = tuple((name, environ[name]) for name in PROXY_VARIABLES if name in environ)
     return replace(config, proxy_env=proxy_env).validate()

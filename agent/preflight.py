@@ -49,11 +49,11 @@ class CheckConfig(Protocol):
     @property
     def endpoint(self) -> str: ...
     @property
-    def cluster(self) -> str: ...
+    def cluster(self) -> str | None: ...
     @property
-    def node(self) -> str: ...
+    def node(self) -> str | None: ...
     @property
-    def region(self) -> str: ...
+    def region(self) -> str | None: ...
     @property
     def key_file(self) -> str: ...
     @property
@@ -156,9 +156,7 @@ def _load_key(config: CheckConfig, read_key: KeyReader) -> tuple[str | None, str
 def _check_keysvc(config: CheckConfig, net: _Net, key: str | None) -> Report:
     url = config.endpoint.rstrip("/") + GRANTS_PATH
     report = Report("keysvc", config.endpoint, net.proxies.decide(url))
-    body = json.dumps(
-        {"cluster": config.cluster, "node": config.node, "region": config.region, "objects": []}
-    ).encode()
+    body = json.dumps({"objects": []}).encode()  # no claims: keysvc takes them from the key's record
     headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
@@ -264,7 +262,11 @@ def _session_summary(body: bytes) -> str:
     try:
         data = json.loads(body)
         life = float(data["key_expires_at"]) - float(data["server_time"])
-        return f"key {data['key_id']} accepted, {int(life)} s left by keysvc's clock, bucket {data['bucket']}"
+        where = f" for node {data['node']} of cluster {data['cluster']}" if "node" in data else ""
+        return (
+            f"key {data['key_id']} accepted{where}, {int(life)} s left by keysvc's clock, "
+            f"bucket {data['bucket']}"
+        )
     except (ValueError, KeyError, TypeError):
         return "keysvc answered 200 but the body is not a session answer; is this really keysvc?"
 
