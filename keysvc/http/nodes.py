@@ -93,7 +93,11 @@ def router(ctx: Context) -> APIRouter:
             ctx.metrics.revocations.inc("superseded", amount=len(issued.superseded))
         record = issued.record
         agent = AgentSettings(
-            endpoint=region.endpoint, cluster=record.cluster, node=record.node, region=record.region
+            endpoint=region.endpoint,
+            cluster=record.cluster,
+            node=record.node,
+            region=record.region,
+            key_expires_at=record.expires_at,
         )
         return AddNodeResponse(
             key=issued.key,
