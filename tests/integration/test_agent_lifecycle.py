@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from keysvc import emulator
+from keysvc import emulator, keyformat
 from tests.agent.stack import BIN, BUCKET, Keysvc, Node, anything_landed, landed, read_source
 from tests.servers import Server, wait_until
 
@@ -58,17 +60,96 @@ def test_revocation_stops_the_agent_within_5s_and_restart_exits_12(
     assert node.key not in again.stderr
 
 
+def key_state(keysvc: Keysvc, key_id: str) -> str:
+    """The key's state as `keysvc keys show -o json` reports it."""
+    out = subprocess.run(
+        [str(BIN / "keysvc"), "keys", "show", key_id, "-o", "json"],
+        env=keysvc.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return str(json.loads(out.stdout)["state"])
+
+
 def test_restart_after_refusal_exits_12_at_once(tmp_path: Path, fake_gcs: Server, keysvc: Keysvc) -> None:
-    """After exit 11 the key file is removed and the next start exits 12 immediately with a clear message."""
-    node = Node(tmp_path / "node", keysvc, "refused-node", (str(tmp_path / "none.log"),)).provision()
+    """After a final exit 11 (revoked after use) the key file is gone and the next start exits 12 at once."""
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"booting\n")
+    node = Node(tmp_path / "node", keysvc, "refused-node", (str(log),)).provision()
+    node.start()
+    wait_until(lambda: anything_landed(fake_gcs.url, node.name), what="first upload")
+    assert node.terminate() == 0
     keysvc.revoke(node.key_id)
-    process = node.start()
-    assert process.wait(10) == 11
+    assert rerun(node).returncode == 11
+    assert not node.key_file.exists()
     started = time.monotonic()
     again = rerun(node)
     assert again.returncode == 12
     assert time.monotonic() - started < 3
     assert "finished" in again.stderr or "absent" in again.stderr
+
+
+def test_a_key_revoked_before_first_contact_is_kept_until_its_expiry(tmp_path: Path, keysvc: Keysvc) -> None:
+    """Revoked before any use the refusal is uniform: exit 11, key kept; past its expiry exit 10, key gone."""
+    node = Node(tmp_path / "node", keysvc, "early-revoked", (str(tmp_path / "none.log"),)).provision()
+    keysvc.revoke(node.key_id)
+    node.extra_env["NODELOGS_KEY_EXPIRES_AT"] = str(int(time.time()) + 4)
+    first = rerun(node)
+    assert first.returncode == 11
+    assert "the key file is kept" in first.stderr
+    assert node.key_file.exists()
+    time.sleep(max(0.0, float(node.extra_env["NODELOGS_KEY_EXPIRES_AT"]) - time.time() + 0.5))
+    assert rerun(node).returncode == 10
+    assert not node.key_file.exists()
+    assert rerun(node).returncode == 12
+
+
+def test_a_mistyped_node_setting_exits_2_and_keeps_a_live_key(
+    tmp_path: Path, fake_gcs: Server, keysvc: Keysvc
+) -> None:
+    """NODELOGS_NODE with a typo against real keysvc: exit 2, one line naming it, key file kept, key live."""
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"booting\n")
+    node = Node(tmp_path / "node", keysvc, "typo-node", (str(log),)).provision()
+    node.extra_env["NODELOGS_NODE"] = "typo-nod"
+    result = rerun(node)
+    assert result.returncode == 2
+    plain = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert len(plain) == 1, result.stderr
+    assert plain[0].startswith("nodelogs-agent: configuration error: setting node is 'typo-nod' but key")
+    assert "Traceback" not in result.stderr
+    assert "NODELOGS_NODE" in result.stderr
+    assert node.key not in result.stderr
+    assert node.key_file.exists()
+    assert key_state(keysvc, node.key_id) == "live"
+    del node.extra_env["NODELOGS_NODE"]
+    node.start()  # the same key works once the setting is fixed
+    wait_until(lambda: landed(fake_gcs.url, node.name, log, 1, b"booting\n"), what="upload after the fix")
+    assert node.terminate() == 0
+
+
+def test_an_unreachable_endpoint_still_stops_by_the_rendered_expiry(tmp_path: Path) -> None:
+    """keysvc is never reachable: the agent exits 10 by NODELOGS_KEY_EXPIRES_AT and removes its key."""
+    closed = Keysvc(tmp_path / "nowhere", "http://127.0.0.1:9")  # nothing listens on its port
+    node = Node(tmp_path / "node", closed, "lonely-node", (str(tmp_path / "none.log"),))
+    node.root.mkdir(parents=True)
+    (node.root / "agent.toml").touch()
+    minted = keyformat.mint()
+    fd = os.open(node.key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, minted.key.encode() + b"\n")
+    os.close(fd)
+    expires = time.time() + 6
+    node.extra_env["NODELOGS_KEY_EXPIRES_AT"] = f"{expires:.0f}"
+    started = time.time()
+    result = rerun(node)
+    ended = time.time()
+    print(f"exit {result.returncode} at {ended - started:.2f} s; bound {expires - started:.2f} s")
+    assert result.returncode == 10, result.stderr
+    assert ended <= round(expires) + 1.0
+    assert not node.key_file.exists()
+    assert minted.key not in result.stderr
 
 
 def test_short_ttl_flushes_partial_line_then_exits_10(tmp_path: Path, fake_gcs: Server) -> None:
