@@ -18,7 +18,9 @@ scanner sees up to :data:`CONTEXT` bytes before and after the chunk (read back f
 and only the chunk's own slice is kept. Both chunks then see the whole secret and mask their halves.
 Where the context ends at the current end of the file (the rest is not written yet), matching fails
 closed: a key, access key id, bearer token or secret value that runs into the end of the data is
-masked to the end, and a PEM block without its END line is masked to the end. The runner also prefers
+masked to the end, and a PEM block without its END line is masked to the end. A key cut short keeps
+its public ``nlk1_<key id>_`` part visible, as a whole key does: only the secret after it can be
+secret, and it is masked to the end of the data. The runner also prefers
 to cut chunks after a newline, so single-line secrets rarely reach a chunk's end at all.
 """
 
@@ -90,8 +92,8 @@ def find_secrets(data: bytes, own_key: bytes | None = None) -> list[tuple[int, i
     if b"nlk1_" in data:
         spans.extend((m.start() + _KEY_PUBLIC_PART, m.end()) for m in _KEY.finditer(data))
         tail = _KEY_PARTIAL_AT_END.search(data, max(0, len(data) - 64))
-        if tail is not None:
-            spans.append((tail.start() + len(b"nlk1_"), tail.end()))
+        if tail is not None:  # the rest is not written yet: mask the secret to the end, keep the id
+            spans.append((tail.start() + _KEY_PUBLIC_PART, tail.end()))
     if _AWS_QUICK.search(data):
         spans.extend(_group_spans(_AWS_ID, data))
     lowered = data.lower()
