@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from agent.redaction import CONTEXT, find_secrets, mask, redact
 from keysvc import keyformat
-from keysvc.keyformat import KEY_PATTERN
 
 KEY = keyformat.mint().key
 # The armour lines are assembled at run time so that no private-key block, even this fake one, is
@@ -93,6 +92,18 @@ def test_mask_keeps_line_breaks() -> None:
     assert mask(b"ab\r\ncd", [(0, 6)]) == b"**\r\n**"
 
 
+#: Every key, even glued to more base32 letters (KEY_PATTERN's look-ahead would skip those).
+KEY_SHAPE = re.compile(rb"nlk1_[a-z2-7]{16}_[a-z2-7]{39}")
+
+
+def test_a_key_glued_to_more_letters_is_still_masked() -> None:
+    """Two keys back to back, or a key followed by letters, lose their secrets and keep their ids."""
+    other = keyformat.mint().key.encode()
+    data = other + other + b"abc\n"
+    out = whole(data)
+    assert out == other[:22] + b"*" * 39 + other[:22] + b"*" * 39 + b"abc\n"
+
+
 def ship(data: bytes, writes: list[int], cuts: list[int], own: bytes | None = None) -> bytes:
     """Redact ``data`` as the runner does: each chunk is cut when the file ends at the first write
     boundary at or after it, so its context ahead stops there (the rest is not written yet)."""
@@ -114,8 +125,10 @@ def assert_safe(data: bytes, shipped: bytes) -> None:
     assert len(shipped) == len(data)
     for start, stop in find_secrets(data):
         assert set(shipped[start:stop]) <= {ord("*"), ord("\r"), ord("\n")}, (start, stop)
-    for match in re.finditer(KEY_PATTERN.pattern.encode(), data):
-        assert shipped[match.start() : match.start() + 22] == data[match.start() : match.start() + 22]
+    for match in KEY_SHAPE.finditer(data):
+        start = match.start()
+        assert shipped[start : start + 22] == data[start : start + 22], "the key id must stay visible"
+        assert set(shipped[start + 22 : match.end()]) == {ord("*")}, "the secret must be masked"
     assert final.count(b"*") <= shipped.count(b"*")
 
 
