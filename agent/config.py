@@ -53,6 +53,8 @@ class AgentConfig:
     poll_seconds: float = 0.25
     #: How often globs are expanded again to find files that appear later.
     discover_seconds: float = 1.0
+    #: How often each source logs a ``source_progress`` line (bytes shipped, lag, generation).
+    progress_seconds: float = 30.0
     #: How often an idle agent asks keysvc whether its key still holds (revocation within 5 s).
     probe_seconds: float = 2.0
     #: The final flush starts this long before the key expires (by keysvc's clock).
@@ -104,6 +106,7 @@ class AgentConfig:
             "poll_seconds",
             "discover_seconds",
             "probe_seconds",
+            "progress_seconds",
             "request_timeout",
             "retry_max_wait",
         ):

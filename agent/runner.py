@@ -32,6 +32,7 @@ from agent.config import AgentConfig
 from agent.delivery import Delivery
 from agent.errors import KeyExpired, KeyRefused, TransportError
 from agent.keyfile import NodeKey
+from agent.progress import Progress
 from agent.signals import Signals
 from agent.sources import FileTail, JournalSpool, expand, fingerprint_of, is_glob, own_output_identities
 from agent.uploader import RETRYABLE, GrantAnswer, KeysvcClient, Requester
@@ -74,6 +75,7 @@ class Agent:
         self.own_key = key.secret.encode("ascii")
         self.expires_at = key_deadline  # an upper bound until keysvc answers; its answer wins
         self.life = life
+        self.progress = Progress(config.progress_seconds)
         self.refusal: KeyRefused | None = None
         self.last_contact = float("-inf")
         self.tails: dict[str, FileTail] = {}
@@ -314,6 +316,7 @@ class Agent:
         finally:
             self.signals.refused.set()  # ends the probe thread
             self.delivery.close()
+            self.progress.summary(self.tails.values(), self.delivery, self.monotonic() - started)
             self._compressor.shutdown(wait=True)
             for tail in self.tails.values():
                 tail.close()
@@ -387,6 +390,7 @@ class Agent:
             except RETRYABLE as exc:
                 self._gave_up(exc, "pump")
                 continue
+            self.progress.tick(self.monotonic(), self.tails.values(), self.delivery)
             if self.life is not None:
                 self.life.heartbeat()
             if first and self.delivery.chunks_delivered:
