@@ -25,6 +25,7 @@ DEFAULT_SOURCES = ("/var/log/cloud-init-output.log", "/var/log/cloud-init.log")
 DEFAULT_CONFIG_FILE = "/etc/nodelogs/agent.toml"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 MAX_OBJECTS_PER_GRANT = 64
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,8 @@ def _check_key_facts(config: AgentConfig) -> None:
     if config.key_expires_at is not None and not 0 < config.key_expires_at < float("inf"):
         raise ConfigError("key_expires_at must be a positive number of Unix seconds")
     _absolute_or_unset("state_dir", config.state_dir)
+    if config.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
 
 
 def _http_url(name: str, value: str) -> None:

@@ -91,10 +91,11 @@ def test_only_the_endpoint_is_required(tmp_path: Path) -> None:
         ({"NODELOGS_KEY_EXPIRES_AT": "-5"}, "key_expires_at must be a positive"),
         ({"NODELOGS_KEY_EXPIRES_AT": "nan"}, "key_expires_at must be a positive"),
         ({"NODELOGS_STATE_DIR": "relative/dir"}, "state_dir must be an absolute path"),
+        ({"NODELOGS_LOG_LEVEL": "verbose"}, "log_level must be one of debug, info, warning, error"),
     ],
 )
 def test_key_facts_are_checked(tmp_path: Path, extra: dict[str, str], message: str) -> None:
-    """An empty identity setting, a malformed key expiry or a relative state_dir is a ConfigError."""
+    """An empty identity setting, a bad key expiry, a relative state_dir or unknown log level is an error."""
     with pytest.raises(ConfigError, match=message):
         load(env(tmp_path, **extra))
 
