@@ -200,3 +200,44 @@ def test_agent_never_ships_its_own_log_file(tmp_path: Path, fake_gcs: Server, ke
     assert node.terminate() == 0
     assert read_source(fake_gcs.url, node.name, str(node.root / "agent.log")) == {}
     assert (node.root / "agent.log").stat().st_size > 0
+
+
+def test_an_unusable_state_dir_exits_2_at_once_without_a_traceback(tmp_path: Path, keysvc: Keysvc) -> None:
+    """`--state-dir /proc/x` is exit 2 within a second: one line naming the setting, the key kept."""
+    node = Node(tmp_path / "node", keysvc, "procfs-node", (str(tmp_path / "x.log"),)).provision()
+    node.extra_env["NODELOGS_STATE_DIR"] = "/proc/x"
+    started = time.monotonic()
+    result = rerun(node)
+    assert result.returncode == 2
+    assert time.monotonic() - started < 3
+    assert result.stderr.splitlines() == [
+        "nodelogs-agent: configuration error: state_dir /proc/x cannot be used: No such file or directory "
+        "(set NODELOGS_STATE_DIR or --state-dir)"
+    ]
+    assert node.key_file.exists()
+
+
+def test_the_journal_shows_progress_a_summary_and_one_warning_for_a_failing_unit(
+    tmp_path: Path, fake_gcs: Server, keysvc: Keysvc
+) -> None:
+    """A file and a journald unit journalctl fails on: progress lines for both, one warning, a summary."""
+    log = tmp_path / "boot.log"
+    log.write_bytes(b"booting\n" * 50)
+    node = Node(tmp_path / "node", keysvc, "chatty-node", (str(log), "journal:no-such-unit.service"))
+    node.provision()
+    node.start('progress_seconds = 1\njournal_directory = "/nonexistent-journal"\n')
+    wait_until(lambda: landed(fake_gcs.url, node.name, log, 1, b"booting\n" * 50), what="the file")
+    time.sleep(4)
+    assert node.terminate() == 0
+    events = [json.loads(line) for line in (node.root / "agent.log").read_text().splitlines()]
+    names = [event["event"] for event in events]
+    print({name: names.count(name) for name in set(names)})
+    assert names.count("journalctl_failed") == 1  # about 5 pulls failed, once a second
+    progress = [e for e in events if e["event"] == "source_progress" and e["path"] == str(log)]
+    assert len(progress) >= 3
+    assert progress[-1]["shipped_bytes"] == 400
+    assert (progress[-1]["lag_bytes"], progress[-1]["generation"]) == (0, 1)
+    assert any(e["event"] == "source_progress" and e["source"].startswith("journal") for e in events)
+    (summary,) = [e for e in events if e["event"] == "agent_summary"]
+    assert summary["shipped_bytes"] == 400
+    assert summary["lag_bytes"] == 0
