@@ -165,8 +165,9 @@ def _check_keysvc(config: CheckConfig, net: _Net, key: str | None) -> Report:
         return report
     report.reachable = True
     if status == 200:
-        report.ok = True
         report.lines.append(("answer", f"HTTP 200: {_session_summary(answer)}"))
+        report.fixes.extend(_scope_mismatches(config, answer))
+        report.ok = not report.fixes
     elif status in (401, 403):
         report.ok = key is None
         if key is None:
@@ -269,6 +270,22 @@ def _session_summary(body: bytes) -> str:
         )
     except (ValueError, KeyError, TypeError):
         return "keysvc answered 200 but the body is not a session answer; is this really keysvc?"
+
+
+def _scope_mismatches(config: CheckConfig, body: bytes) -> list[str]:
+    """Fixes for cluster/node/region settings that disagree with the key's record (``run`` exits 2)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    fixes = []
+    for name in ("cluster", "node", "region"):
+        setting, actual = getattr(config, name), data.get(name) if isinstance(data, dict) else None
+        if setting is not None and actual is not None and setting != actual:
+            fixes.append(
+                f"NODELOGS_{name.upper()} is {setting!r} but the key is for {actual!r}: fix or unset it"
+            )
+    return fixes
 
 
 def _resolve_fix(report: Report, host: str) -> str:
