@@ -48,7 +48,7 @@ import structlog
 
 from agent.checkpoint import atomic_write
 from agent.config import AgentConfig
-from agent.errors import KeyRefused, StateCorrupt
+from agent.errors import AgentError, KeyRefused, StateCorrupt
 
 BUDGET_SECONDS = 3600.0
 HEARTBEAT_SECONDS = 30.0
@@ -186,7 +186,10 @@ class Lifetime:
             raise StateCorrupt(f"lifetime file {self.path} cannot be read: {exc.strerror}") from exc
         with self._lock:
             now = self._boottime()
-            self._save(resume(previous, self._key_id, self._boot_id(), now), now)
+            try:
+                self._save(resume(previous, self._key_id, self._boot_id(), now), now)
+            except OSError as exc:  # the state dir was writable a moment ago: a full disk, say
+                raise AgentError(f"lifetime file {self.path} cannot be written: {exc.strerror}") from exc
         return self
 
     def _save(self, ledger: Ledger, now: float) -> None:
@@ -194,6 +197,14 @@ class Lifetime:
         atomic_write(self.path, body)
         self.ledger = ledger
         self._written_at = now
+
+    def _save_later_ok(self, ledger: Ledger, now: float) -> None:
+        """A heartbeat or acceptance that cannot be written (a full disk) is logged, never fatal."""
+        try:
+            self._save(ledger, now)
+        except OSError as exc:
+            self.ledger = ledger  # kept in memory; the next write tries again
+            log.warning("lifetime_not_saved", path=str(self.path), error=exc.strerror or str(exc))
 
     def seconds_left(self, *, wall_now: float, expires_at: float | None) -> float:
         """Seconds left by the bounds of the module docstring, from now."""
@@ -204,11 +215,12 @@ class Lifetime:
         with self._lock:
             now = self._boottime()
             if now - self._written_at >= HEARTBEAT_SECONDS:
-                self._save(replace(self.ledger, last_seen=now), now)
+                self._written_at = now
+                self._save_later_ok(replace(self.ledger, last_seen=now), now)
 
     def accepted(self, endpoint: str) -> None:
         """Record that ``endpoint`` accepted the key (written once per endpoint; any thread)."""
         with self._lock:
             if self.ledger.accepted_by != endpoint:
                 now = self._boottime()
-                self._save(replace(self.ledger, accepted_by=endpoint, last_seen=now), now)
+                self._save_later_ok(replace(self.ledger, accepted_by=endpoint, last_seen=now), now)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
+from agent import lifetime
 from agent.errors import StateCorrupt
 from agent.lifetime import (
     BUDGET_SECONDS,
@@ -127,3 +130,22 @@ def test_a_damaged_ledger_is_state_corrupt(tmp_path: Path, content: bytes) -> No
     (tmp_path / LIFETIME_FILE).write_bytes(content)
     with pytest.raises(StateCorrupt, match="lifetime file"):
         Lifetime(tmp_path, "k", boottime=lambda: 0.0, boot_id=lambda: "b").start()
+
+
+def test_a_heartbeat_that_cannot_be_written_is_logged_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at a heartbeat or an acceptance logs lifetime_not_saved and keeps the ledger in memory."""
+    clock = Clock(0.0)
+    life = Lifetime(tmp_path, "k", boottime=clock, boot_id=lambda: "b").start()
+
+    def full(_path: Path, _data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lifetime, "atomic_write", full)
+    clock.now = HEARTBEAT_SECONDS
+    with capture_logs() as logs:
+        life.heartbeat()
+        life.accepted("https://keysvc")
+    assert [e["event"] for e in logs] == ["lifetime_not_saved", "lifetime_not_saved"]
+    assert life.ledger.accepted_by == "https://keysvc"
