@@ -39,7 +39,7 @@ from agent.errors import (
     KeyUnavailable,
     StateCorrupt,
 )
-from agent.lifetime import Lifetime
+from agent.lifetime import Lifetime, UntilDeadline
 from agent.proxyconfig import ProxyConfig
 from agent.runner import Agent
 from agent.signals import Signals
@@ -114,11 +114,8 @@ def _transport(config: AgentConfig) -> Transport:
     )
 
 
-def run(config: AgentConfig) -> int:
-    """Run the agent with a loaded configuration; raise :class:`AgentError` subclasses on failure."""
-    log = structlog.get_logger()
-    state_dir = statedir.prepare(Path(config.state_dir))
-    key_path = Path(config.key_file)
+def _unfinished_key(key_path: Path, state_dir: Path) -> keyfile.NodeKey:
+    """Read the key; :class:`KeyUnavailable` when there is none or it was finished earlier."""
     try:
         key = keyfile.read_key(key_path)
     except KeyUnavailable:
@@ -132,6 +129,14 @@ def run(config: AgentConfig) -> int:
     if reason is not None:
         keyfile.remove_key(key_path)
         raise KeyUnavailable(f"key {key.key_id} is already finished ({reason}); nothing to do")
+    return key
+
+
+def run(config: AgentConfig) -> int:
+    """Run the agent with a loaded configuration; raise :class:`AgentError` subclasses on failure."""
+    log = structlog.get_logger()
+    state_dir = statedir.prepare(Path(config.state_dir))
+    key = _unfinished_key(Path(config.key_file), state_dir)
     logging_setup.REDACTOR.own_key = key.secret
     store = StateStore(state_dir).open()
     life = Lifetime(state_dir, key.key_id).start()
@@ -143,7 +148,15 @@ def run(config: AgentConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    transport, probe_transport = _transport(config), _transport(config)
+    agents: list[Agent] = []
+
+    def deadline() -> float:
+        """The key's deadline as the agent knows it now (keysvc's, or the bound until it answers)."""
+        return agents[0].expires_at if agents else float("inf")
+
+    transport, probe_transport = (
+        UntilDeadline(_transport(config), deadline, config.request_timeout) for _ in range(2)
+    )
     log.info(
         "agent_starting",
         key_id=key.key_id,
@@ -151,10 +164,11 @@ def run(config: AgentConfig) -> int:
         pid=os.getpid(),
         seconds_left_at_most=round(seconds_left, 1),
     )
-    deadline = time.monotonic() + seconds_left
+    key_deadline = time.monotonic() + seconds_left
     agent = Agent(
-        config, key, store, transport, probe_transport, signals=signals, key_deadline=deadline, life=life
+        config, key, store, transport, probe_transport, signals=signals, key_deadline=key_deadline, life=life
     )
+    agents.append(agent)
     try:
         return agent.run()
     finally:

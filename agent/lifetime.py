@@ -40,17 +40,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
 from agent.checkpoint import atomic_write
 from agent.config import AgentConfig
 from agent.errors import AgentError, KeyRefused, StateCorrupt
+from agent.transport import Response
+from agent.uploader import Requester
 
 BUDGET_SECONDS = 3600.0
+MIN_TIMEOUT_SECONDS = 1.0
 HEARTBEAT_SECONDS = 30.0
 LIFETIME_FILE = "lifetime.json"
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -224,3 +228,51 @@ class Lifetime:
             if self.ledger.accepted_by != endpoint:
                 now = self._boottime()
                 self._save_later_ok(replace(self.ledger, accepted_by=endpoint, last_seen=now), now)
+
+
+class Closable(Requester, Protocol):
+    """A requester the entry point closes at exit (:class:`agent.transport.Transport`)."""
+
+    def close(self) -> None:
+        """Close idle connections."""
+        ...
+
+
+class UntilDeadline:
+    """A requester whose answers are never awaited past the key's deadline.
+
+    The read timeout of each request is cut to the time left before ``deadline()`` (at least
+    :data:`MIN_TIMEOUT_SECONDS`), so a keysvc or proxy that accepts the connection and then never
+    answers cannot keep the agent alive beyond its key; connecting is bounded by the transport's
+    own connect timeout (10 s), which ``expiry_margin_seconds`` (15 s) covers.
+    """
+
+    def __init__(
+        self,
+        inner: Closable,
+        deadline: Callable[[], float],
+        default_timeout: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._inner = inner
+        self._deadline = deadline
+        self._default = default_timeout
+        self._monotonic = monotonic
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send through the inner requester with the read timeout cut to the time left."""
+        left = self._deadline() - self._monotonic()
+        limit = min(self._default if timeout is None else timeout, max(MIN_TIMEOUT_SECONDS, left))
+        return self._inner.request(method, url, headers=headers, body=body, timeout=limit)
+
+    def close(self) -> None:
+        """Close the inner requester."""
+        self._inner.close()

@@ -121,7 +121,7 @@ class Agent:
     def _sleep(self, seconds: float) -> None:
         term = self.signals.terminate_at
         if term is None:
-            self.signals.wake.wait(max(0.0, seconds))
+            self.signals.wake.wait(max(0.0, min(seconds, self.expires_at - self.monotonic())))
             if self.signals.terminate_at is None and not self.signals.refused.is_set():
                 self.signals.wake.clear()
             return

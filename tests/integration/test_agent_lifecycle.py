@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -130,9 +131,13 @@ def test_a_mistyped_node_setting_exits_2_and_keeps_a_live_key(
     assert node.terminate() == 0
 
 
-def test_an_unreachable_endpoint_still_stops_by_the_rendered_expiry(tmp_path: Path) -> None:
-    """keysvc is never reachable: the agent exits 10 by NODELOGS_KEY_EXPIRES_AT and removes its key."""
-    closed = Keysvc(tmp_path / "nowhere", "http://127.0.0.1:9")  # nothing listens on its port
+@pytest.mark.parametrize("endpoint", ["refusing", "silent"])
+def test_an_unreachable_endpoint_still_stops_by_the_rendered_expiry(tmp_path: Path, endpoint: str) -> None:
+    """keysvc never answers (nothing listens, or a listener that never replies): exit 10 by the expiry."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts into its backlog, never answers
+    closed = Keysvc(tmp_path / "nowhere", "http://127.0.0.1:9")  # nothing listens on port 9
+    if endpoint == "silent":
+        closed.port = silent.getsockname()[1]
     node = Node(tmp_path / "node", closed, "lonely-node", (str(tmp_path / "none.log"),))
     node.root.mkdir(parents=True)
     (node.root / "agent.toml").write_text("expiry_margin_seconds = 1\n")
@@ -142,10 +147,13 @@ def test_an_unreachable_endpoint_still_stops_by_the_rendered_expiry(tmp_path: Pa
     os.close(fd)
     expires = time.time() + 6
     node.extra_env["NODELOGS_KEY_EXPIRES_AT"] = f"{expires:.0f}"
+    if endpoint == "refusing":
+        node.extra_env["NODELOGS_ENDPOINT"] = "http://127.0.0.1:9"
     started = time.time()
-    result = rerun(node)
+    with silent:
+        result = rerun(node)
     ended = time.time()
-    print(f"exit {result.returncode} at {ended - started:.2f} s; bound {expires - started:.2f} s")
+    print(f"exit {result.returncode} at {ended - started:.2f} s; bound {expires - started:.2f} s", result.stderr)
     assert result.returncode == 10, result.stderr
     assert round(expires) - 1.5 <= ended <= round(expires) + 1.0  # kept trying, then stopped by the bound
     assert '"keysvc_never_answered"' in result.stderr
