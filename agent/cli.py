@@ -4,9 +4,13 @@ Exit codes of ``run`` (the systemd unit has ``RestartPreventExitStatus=2 10 11 1
 
     0   stopped on SIGTERM/SIGINT after flushing
     1   unexpected error (systemd restarts the agent; it resumes from its checkpoints)
-    2   bad configuration: settings, an unsafe key file, or a state file that cannot be trusted
-    10  the key expired (after the final flush); the key file is removed
-    11  keysvc refused the key (revoked); the key file is removed
+    2   bad configuration: settings (also a cluster, node or region that disagrees with the key's
+        record at keysvc), an unsafe key file, an unusable state directory, or a state file that
+        cannot be trusted; the key file is kept
+    10  the key expired (after the final flush), by keysvc's clock or, when keysvc never answered,
+        by NODELOGS_KEY_EXPIRES_AT or one hour after the first start; the key file is removed
+    11  keysvc refused the key; the key file is removed when the refusal is final (keysvc said
+        revoked/expired to the key's holder, or this endpoint had accepted the key before), else kept
     12  the key was already finished, or there is no key file: nothing to do
 """
 
@@ -24,7 +28,7 @@ from types import FrameType
 
 import structlog
 
-from agent import keyfile, logging_setup
+from agent import keyfile, logging_setup, statedir
 from agent.checkpoint import StateStore
 from agent.config import AgentConfig, load
 from agent.errors import (
@@ -35,8 +39,10 @@ from agent.errors import (
     KeyUnavailable,
     StateCorrupt,
 )
+from agent.lifetime import Lifetime, UntilDeadline
 from agent.proxyconfig import ProxyConfig
-from agent.runner import Agent, Signals
+from agent.runner import Agent
+from agent.signals import Signals
 from agent.transport import Transport
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_EXPIRED, EXIT_REFUSED, EXIT_FINISHED = 0, 1, 2, 10, 11, 12
@@ -111,11 +117,8 @@ def _transport(config: AgentConfig) -> Transport:
     )
 
 
-def run(config: AgentConfig) -> int:
-    """Run the agent with a loaded configuration; raise :class:`AgentError` subclasses on failure."""
-    log = structlog.get_logger()
-    state_dir = Path(config.state_dir)
-    key_path = Path(config.key_file)
+def _unfinished_key(key_path: Path, state_dir: Path) -> keyfile.NodeKey:
+    """Read the key; :class:`KeyUnavailable` when there is none or it was finished earlier."""
     try:
         key = keyfile.read_key(key_path)
     except KeyUnavailable:
@@ -129,8 +132,18 @@ def run(config: AgentConfig) -> int:
     if reason is not None:
         keyfile.remove_key(key_path)
         raise KeyUnavailable(f"key {key.key_id} is already finished ({reason}); nothing to do")
+    return key
+
+
+def run(config: AgentConfig) -> int:
+    """Run the agent with a loaded configuration; raise :class:`AgentError` subclasses on failure."""
+    log = structlog.get_logger()
+    state_dir = statedir.prepare(Path(config.state_dir))
+    key = _unfinished_key(Path(config.key_file), state_dir)
     logging_setup.REDACTOR.own_key = key.secret
     store = StateStore(state_dir).open()
+    life = Lifetime(state_dir, key.key_id).start()
+    seconds_left = life.seconds_left(wall_now=time.time(), expires_at=config.key_expires_at)
     signals = Signals()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -138,10 +151,29 @@ def run(config: AgentConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    transport, probe_transport = _transport(config), _transport(config)
-    log.info("agent_starting", key_id=key.key_id, sources=list(config.sources), pid=os.getpid())
+    agents: list[Agent] = []
+
+    def deadline() -> float:
+        """The key's deadline as the agent knows it now (keysvc's, or the bound until it answers)."""
+        return agents[0].expires_at if agents else float("inf")
+
+    transport, probe_transport = (
+        UntilDeadline(_transport(config), deadline, config.request_timeout) for _ in range(2)
+    )
+    log.info(
+        "agent_starting",
+        key_id=key.key_id,
+        sources=list(config.sources),
+        pid=os.getpid(),
+        seconds_left_at_most=round(seconds_left, 1),
+    )
+    key_deadline = time.monotonic() + seconds_left
+    agent = Agent(
+        config, key, store, transport, probe_transport, signals=signals, key_deadline=key_deadline, life=life
+    )
+    agents.append(agent)
     try:
-        return Agent(config, key, store, transport, probe_transport, signals=signals).run()
+        return agent.run()
     finally:
         transport.close()
         probe_transport.close()
@@ -177,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load(os.environ, _flags(args))
     except ConfigError as exc:
-        sys.stderr.write(f"nodelogs-agent: configuration error: {exc}\n")
+        detail = logging_setup.REDACTOR.scrub(str(exc))
+        sys.stderr.write(f"nodelogs-agent: configuration error: {detail}\n")
         return EXIT_CONFIG
     logging_setup.configure(config.log_level)
     log = structlog.get_logger()
@@ -186,15 +219,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentError as exc:
         failure = exc
     code = exit_code_for(failure)
+    detail = logging_setup.REDACTOR.scrub(str(failure))  # a mistyped setting may hold a key
+    if code in (EXIT_CONFIG, EXIT_FINISHED):
+        # One plain line, no JSON twin: this is what an operator reads in the journal.
+        sys.stderr.write(
+            f"nodelogs-agent: {'configuration error: ' if code == EXIT_CONFIG else ''}{detail}\n"
+        )
+        return code
     log.log(
-        logging.INFO if code in (EXIT_EXPIRED, EXIT_FINISHED) else logging.ERROR,
+        logging.INFO if code == EXIT_EXPIRED else logging.ERROR,
         "exiting",
         code=code,
         error=type(failure).__name__,
-        detail=str(failure),
+        detail=detail,
     )
-    if code in (EXIT_CONFIG, EXIT_FINISHED):
-        sys.stderr.write(f"nodelogs-agent: {failure}\n")
     return code
 
 

@@ -35,6 +35,7 @@ PROXY_VARIABLES = (
     "REQUEST_METHOD",
 )
 MAX_OBJECTS_PER_GRANT = 64
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,14 @@ class AgentConfig:
     """Everything ``nodelogs-agent`` needs to run; the module docstring says where each value comes from."""
 
     endpoint: str
-    cluster: str
-    node: str
-    region: str
+    #: Optional checks: the node's cluster, node and region come from the key's record at keysvc.
+    #: A value given here that disagrees with the record is a configuration error (exit 2).
+    cluster: str | None = None
+    node: str | None = None
+    region: str | None = None
+    #: The key's expiry (Unix seconds), which keysvc renders into agent.env: an upper bound on
+    #: the agent's life until keysvc answers (see :mod:`agent.lifetime`).
+    key_expires_at: float | None = None
     sources: tuple[str, ...] = DEFAULT_SOURCES
     key_file: str = "/etc/nodelogs/key"
     state_dir: str = "/var/lib/nodelogs-agent"
@@ -58,6 +64,8 @@ class AgentConfig:
     poll_seconds: float = 0.25
     #: How often globs are expanded again to find files that appear later.
     discover_seconds: float = 1.0
+    #: How often each source logs a ``source_progress`` line (bytes shipped, lag, generation).
+    progress_seconds: float = 30.0
     #: How often an idle agent asks keysvc whether its key still holds (revocation within 5 s).
     probe_seconds: float = 2.0
     #: The final flush starts this long before the key expires (by keysvc's clock).
@@ -89,9 +97,9 @@ class AgentConfig:
 
     def validate(self) -> AgentConfig:
         """Check every value; raise :class:`ConfigError` naming the first bad one."""
-        for name in ("endpoint", "cluster", "node", "region"):
-            if not getattr(self, name):
-                raise ConfigError(f"{name} is required (NODELOGS_{name.upper()} or --{name})")
+        if not self.endpoint:
+            raise ConfigError("endpoint is required (NODELOGS_ENDPOINT or --endpoint)")
+        _check_key_facts(self)
         _http_url("endpoint", self.endpoint)
         _http_url("bucket_url", self.bucket_url)
         if not self.sources:
@@ -112,6 +120,7 @@ class AgentConfig:
             "poll_seconds",
             "discover_seconds",
             "probe_seconds",
+            "progress_seconds",
             "request_timeout",
             "retry_max_wait",
         ):
@@ -132,6 +141,17 @@ class AgentConfig:
             proxies.decide(url)
 
 
+def _check_key_facts(config: AgentConfig) -> None:
+    for name in ("cluster", "node", "region"):
+        if getattr(config, name) == "":
+            raise ConfigError(f"{name} is empty: leave it unset, or give the key's {name}")
+    if config.key_expires_at is not None and not 0 < config.key_expires_at < float("inf"):
+        raise ConfigError("key_expires_at must be a positive number of Unix seconds")
+    _absolute_or_unset("state_dir", config.state_dir)
+    if config.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
+
+
 def _http_url(name: str, value: str) -> None:
     try:
         parts = urlsplit(value)
@@ -149,7 +169,7 @@ def _absolute_or_unset(name: str, value: str | None) -> None:
 
 
 _FIELDS = {f.name: f for f in fields(AgentConfig)}
-_FLOATS = {name for name, f in _FIELDS.items() if f.type == "float"}
+_FLOATS = {name for name, f in _FIELDS.items() if f.type in ("float", "float | None")}
 _INTS = {name for name, f in _FIELDS.items() if f.type == "int"}
 _NOT_SETTABLE = {"proxy_env"}
 
@@ -204,10 +224,8 @@ def load(environ: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> 
             settings[name] = _coerce(name, value, f"NODELOGS_{name.upper()}")
     for name, value in flags.items():
         settings[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
-    missing = [name for name in ("endpoint", "cluster", "node", "region") if name not in settings]
-    if missing:
-        names = ", ".join(f"NODELOGS_{name.upper()}" for name in missing)
-        raise ConfigError(f"missing required settings: {names}")
+    if "endpoint" not in settings:
+        raise ConfigError("missing required setting: NODELOGS_ENDPOINT")
     config = AgentConfig(**settings)
     proxy_env = tuple((name, environ[name]) for name in PROXY_VARIABLES if name in environ)
     return replace(config, proxy_env=proxy_env).validate()

@@ -56,6 +56,8 @@ class Delivery:
         #: Intents staged by this run whose delivery has not finished (at most one per source).
         self.undelivered: dict[str, Intent] = {}
         self.chunks_delivered = 0
+        #: Bytes the bucket acknowledged in this run, per source (for the progress lines).
+        self.bytes_delivered: dict[str, int] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="put")
 
@@ -137,6 +139,8 @@ class Delivery:
                 break
             delivered = chunk
         if delivered is not None:
+            done = self.bytes_delivered.get(intent.source_id, 0) + delivered.end - todo[0].start
+            self.bytes_delivered[intent.source_id] = done
             self.store.save_position(
                 Position(
                     source_id=intent.source_id,

@@ -8,10 +8,12 @@ Only ``agent/cli.py`` turns these into exit codes. Third-party and stdlib errors
 
     AgentError
     ├── ConfigError               bad configuration: flags, environment, TOML file (exit 2)
-    │   └── KeyFileInsecure       the key file is readable by group/other, or not a key (exit 2)
+    │   ├── KeyFileInsecure       the key file is readable by group/other, or not a key (exit 2)
+    │   └── SettingMismatch       cluster/node/region disagree with the key's record (exit 2, key kept)
     ├── StateCorrupt              a checkpoint or intent file cannot be trusted; names the file (exit 2)
     ├── KeyUnavailable            the key is finished (expired/revoked earlier) or absent (exit 12)
-    ├── KeyRefused                keysvc refused the key: revoked, expired or unknown (exit 11)
+    ├── KeyRefused                keysvc refused the key: revoked, expired or unknown (exit 11;
+    │                             the key file goes only when the refusal is final, agent.lifetime)
     ├── KeyExpired                the key's life is over, after the final flush (exit 10)
     ├── GrantRejected             keysvc answered 400 to our grant request: a bug on our side
     ├── RetryableFailure          a 5xx, 429 or similar answer worth retrying with backoff
@@ -87,8 +89,20 @@ class KeyUnavailable(AgentError):
     """The key file is absent, or the key was already finished (expired or revoked) on this node."""
 
 
+class SettingMismatch(ConfigError):
+    """A cluster, node or region setting disagrees with the key's own record at keysvc."""
+
+
 class KeyRefused(AgentError):
-    """keysvc refused the key (401/403): it is revoked, expired or unknown."""
+    """keysvc refused the key (401/403): it is revoked, expired or unknown.
+
+    ``ended`` is ``"expired"`` or ``"revoked"`` when keysvc told the proven holder so
+    (``key_expired``/``key_revoked``), else ``None``: the uniform refusal, whose cause is unknown.
+    """
+
+    def __init__(self, message: str, ended: str | None = None) -> None:
+        super().__init__(message)
+        self.ended = ended
 
 
 class KeyExpired(AgentError):

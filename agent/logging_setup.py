@@ -1,6 +1,7 @@
 """structlog configuration for the agent: JSON lines on stderr (journald under systemd), never the key.
 
-Called once, by :mod:`agent.cli`. The last processor masks the agent's own key and anything shaped
+Called once, by :mod:`agent.cli`. The first processor rate-limits repeated warnings
+(:class:`agent.progress.WarningLimiter`). The last processor masks the agent's own key and anything shaped
 like an ingest key in every string value, as a safety net: no log call passes the key on purpose.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from agent.progress import WarningLimiter
 from keysvc.wire import KEY_PATTERN
 
 REDACTED = "[REDACTED]"
@@ -43,8 +45,9 @@ REDACTOR = KeyRedactor()
 
 
 def processors() -> list[Any]:
-    """The processor chain: level, UTC timestamp, exception text, key redaction, JSON last."""
+    """The chain: warning rate limit, level, UTC timestamp, exception text, key redaction, JSON last."""
     return [
+        WarningLimiter(),
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -51,11 +51,11 @@ class CheckConfig(Protocol):
     @property
     def endpoint(self) -> str: ...
     @property
-    def cluster(self) -> str: ...
+    def cluster(self) -> str | None: ...
     @property
-    def node(self) -> str: ...
+    def node(self) -> str | None: ...
     @property
-    def region(self) -> str: ...
+    def region(self) -> str | None: ...
     @property
     def key_file(self) -> str: ...
     @property
@@ -158,9 +158,7 @@ def _load_key(config: CheckConfig, read_key: KeyReader) -> tuple[str | None, str
 def _check_keysvc(config: CheckConfig, net: _Net, key: str | None) -> Report:
     url = config.endpoint.rstrip("/") + GRANTS_PATH
     report = Report("keysvc", config.endpoint, net.proxies.decide(url))
-    body = json.dumps(
-        {"cluster": config.cluster, "node": config.node, "region": config.region, "objects": []}
-    ).encode()
+    body = json.dumps({"objects": []}).encode()  # no claims: keysvc takes them from the key's record
     headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
@@ -169,8 +167,9 @@ def _check_keysvc(config: CheckConfig, net: _Net, key: str | None) -> Report:
         return report
     report.reachable = True
     if status == 200:
-        report.ok = True
         report.lines.append(("answer", f"HTTP 200: {_session_summary(answer)}"))
+        report.fixes.extend(_scope_mismatches(config, answer))
+        report.ok = not report.fixes
     elif status in (401, 403):
         report.ok = key is None
         if key is None:
@@ -273,9 +272,29 @@ def _session_summary(body: bytes) -> str:
     try:
         data = json.loads(body)
         life = float(data["key_expires_at"]) - float(data["server_time"])
-        return f"key {data['key_id']} accepted, {int(life)} s left by keysvc's clock, bucket {data['bucket']}"
+        where = f" for node {data['node']} of cluster {data['cluster']}" if "node" in data else ""
+        return (
+            f"key {data['key_id']} accepted{where}, {int(life)} s left by keysvc's clock, "
+            f"bucket {data['bucket']}"
+        )
     except (ValueError, KeyError, TypeError):
         return "keysvc answered 200 but the body is not a session answer; is this really keysvc?"
+
+
+def _scope_mismatches(config: CheckConfig, body: bytes) -> list[str]:
+    """Fixes for cluster/node/region settings that disagree with the key's record (``run`` exits 2)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    fixes = []
+    for name in ("cluster", "node", "region"):
+        setting, actual = getattr(config, name), data.get(name) if isinstance(data, dict) else None
+        if setting is not None and actual is not None and setting != actual:
+            fixes.append(
+                f"NODELOGS_{name.upper()} is {setting!r} but the key is for {actual!r}: fix or unset it"
+            )
+    return fixes
 
 
 def _resolve_fix(report: Report, host: str) -> str:

@@ -4,8 +4,9 @@ Every secret found is overwritten byte for byte with ``*`` (line breaks inside i
 object's byte range stays in the *original file's* coordinates: offset N in the bucket is offset N
 on the node, and only the masked bytes differ. What is masked:
 
-- the agent's own key, and any ``nlk1_`` key (:data:`keysvc.wire.keyformat.KEY_PATTERN`): the secret part
-  after ``nlk1_<key id>_`` (the key id is public and tells the operator which key leaked);
+- the agent's own key, and any ``nlk1_`` key (the shape of :data:`keysvc.wire.KEY_PATTERN`,
+  even glued to more base32 letters): the secret part after ``nlk1_<key id>_`` (the key id is
+  public and tells the operator which key leaked);
 - AWS access key ids (``AKIA...``, ``ASIA...`` and the other IAM prefixes): the 16 characters after
   the prefix;
 - ``aws_secret_access_key = ...`` assignments (``=`` or ``:``, quoted or not, any case): the value;
@@ -18,7 +19,9 @@ scanner sees up to :data:`CONTEXT` bytes before and after the chunk (read back f
 and only the chunk's own slice is kept. Both chunks then see the whole secret and mask their halves.
 Where the context ends at the current end of the file (the rest is not written yet), matching fails
 closed: a key, access key id, bearer token or secret value that runs into the end of the data is
-masked to the end, and a PEM block without its END line is masked to the end. The runner also prefers
+masked to the end, and a PEM block without its END line is masked to the end. A key cut short keeps
+its public ``nlk1_<key id>_`` part visible, as a whole key does: only the secret after it can be
+secret, and it is masked to the end of the data. The runner also prefers
 to cut chunks after a newline, so single-line secrets rarely reach a chunk's end at all.
 """
 
@@ -27,14 +30,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from keysvc.wire import KEY_PATTERN
+from keysvc.wire import CHECKSUM_CHARS, KEY_ID_CHARS, SECRET_CHARS
 
 #: Bytes of context read on each side of a chunk; a PEM block longer than this could escape.
 CONTEXT = 64 * 1024
 
 _MASK_TABLE = bytes(b if b in b"\r\n" else ord("*") for b in range(256))
-_KEY = re.compile(KEY_PATTERN.pattern.encode("ascii"))
-_KEY_PARTIAL_AT_END = re.compile(rb"nlk1_[a-z2-7_]*\Z")
+_SECRET_LEN = SECRET_CHARS + CHECKSUM_CHARS
+# No look-ahead (unlike KEY_PATTERN): a key glued to more letters is still a key to mask.
+_KEY = re.compile(rb"nlk1_[a-z2-7]{%d}_[a-z2-7]{%d}" % (KEY_ID_CHARS, _SECRET_LEN))
+# A proper prefix of a key at the very end of the data (the rest is not written yet).
+_KEY_PARTIAL_AT_END = re.compile(
+    rb"nlk1_(?:[a-z2-7]{0,%d}|[a-z2-7]{%d}_[a-z2-7]{0,%d})\Z" % (KEY_ID_CHARS, KEY_ID_CHARS, _SECRET_LEN - 1)
+)
 _KEY_PUBLIC_PART = len("nlk1_") + 16 + 1
 _AWS_PREFIXES = (
     b"AKIA",
@@ -90,8 +98,8 @@ def find_secrets(data: bytes, own_key: bytes | None = None) -> list[tuple[int, i
     if b"nlk1_" in data:
         spans.extend((m.start() + _KEY_PUBLIC_PART, m.end()) for m in _KEY.finditer(data))
         tail = _KEY_PARTIAL_AT_END.search(data, max(0, len(data) - 64))
-        if tail is not None:
-            spans.append((tail.start() + len(b"nlk1_"), tail.end()))
+        if tail is not None:  # the rest is not written yet: mask the secret to the end, keep the id
+            spans.append((tail.start() + _KEY_PUBLIC_PART, tail.end()))
     if _AWS_QUICK.search(data):
         spans.extend(_group_spans(_AWS_ID, data))
     lowered = data.lower()

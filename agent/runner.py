@@ -11,9 +11,9 @@ an intent is re-sent as is (same names, same bytes; 412 = already there); a posi
 chunk the bucket did not acknowledge.
 
 Time: expiry comes from keysvc (``key_expires_at - server_time``), mapped onto the local monotonic
-clock when the answer arrives, never the node's wall clock. The final flush starts
-``expiry_margin_seconds`` before that. A background thread probes keysvc every ``probe_seconds``
-so a revocation stops the agent within 5 s even when nothing is being written.
+clock when the answer arrives, never the node's wall clock; until then ``key_deadline`` (see
+:mod:`agent.lifetime`) bounds the run. The final flush starts ``expiry_margin_seconds`` before
+that. A probe thread asks keysvc every ``probe_seconds``: a revocation stops the agent within 5 s.
 """
 
 from __future__ import annotations
@@ -22,38 +22,24 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
-from agent import chunking, keyfile, redaction
+from agent import chunking, keyfile, lifetime, redaction
 from agent.checkpoint import Intent, StagedChunk, StateStore
 from agent.config import AgentConfig
 from agent.delivery import Delivery
 from agent.errors import KeyExpired, KeyRefused, TransportError
 from agent.keyfile import NodeKey
+from agent.progress import Progress
+from agent.signals import Signals
 from agent.sources import FileTail, JournalSpool, expand, fingerprint_of, is_glob, own_output_identities
 from agent.uploader import RETRYABLE, GrantAnswer, KeysvcClient, Requester
 
 log = structlog.get_logger()
 
 JOURNAL_PULL_SECONDS = 1.0
-
-
-@dataclass
-class Signals:
-    """Stop requests shared with signal handlers and the probe thread."""
-
-    refused: threading.Event = field(default_factory=threading.Event)
-    wake: threading.Event = field(default_factory=threading.Event)
-    terminate_at: float | None = None
-
-    def terminate(self, now: float) -> None:
-        """Ask for a flush and a clean exit (SIGTERM/SIGINT)."""
-        if self.terminate_at is None:
-            self.terminate_at = now
-        self.wake.set()
 
 
 class Agent:
@@ -70,6 +56,8 @@ class Agent:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         signals: Signals | None = None,
+        key_deadline: float = float("inf"),
+        life: lifetime.Lifetime | None = None,
     ) -> None:
         self.config = config
         self.key = key
@@ -85,7 +73,10 @@ class Agent:
         self.client = KeysvcClient(transport, config.endpoint, key, monotonic=monotonic, **scope)
         self.probe_client = KeysvcClient(probe_transport, config.endpoint, key, monotonic=monotonic, **scope)
         self.own_key = key.secret.encode("ascii")
-        self.expires_at = float("inf")
+        self.expires_at = key_deadline  # an upper bound until keysvc answers; its answer wins
+        self.life = life
+        self.progress = Progress(config.progress_seconds)
+        self.refusal: KeyRefused | None = None
         self.last_contact = float("-inf")
         self.tails: dict[str, FileTail] = {}
         self.spools: dict[str, JournalSpool] = {}
@@ -109,6 +100,14 @@ class Agent:
     def _learn(self, answer: GrantAnswer) -> None:
         self.expires_at = answer.expires_at
         self.last_contact = self.monotonic()
+        if self.life is not None:
+            self.life.accepted(self.config.endpoint)
+
+    def _refused(self, cause: Exception | None = None) -> KeyRefused:
+        """The refusal that stops this run (the probe thread's, if it saw one first)."""
+        if self.refusal is None:
+            self.refusal = cause if isinstance(cause, KeyRefused) else KeyRefused("keysvc refused the key")
+        return self.refusal
 
     def _should_stop(self) -> bool:
         now = self.monotonic()
@@ -122,7 +121,7 @@ class Agent:
     def _sleep(self, seconds: float) -> None:
         term = self.signals.terminate_at
         if term is None:
-            self.signals.wake.wait(max(0.0, seconds))
+            self.signals.wake.wait(max(0.0, min(seconds, self.expires_at - self.monotonic())))
             if self.signals.terminate_at is None and not self.signals.refused.is_set():
                 self.signals.wake.clear()
             return
@@ -137,8 +136,9 @@ class Agent:
             if self.monotonic() - self.last_contact >= self.config.probe_seconds:
                 try:
                     self._learn(self.probe_client.grant([]))
-                except KeyRefused:
-                    log.warning("key_refused", key_id=self.key.key_id)
+                except KeyRefused as exc:
+                    log.warning("key_refused", key_id=self.key.key_id, ended=exc.ended)
+                    self._refused(exc)
                     self.signals.refused.set()
                     self.signals.wake.set()
                     return
@@ -303,13 +303,20 @@ class Agent:
         started = self.monotonic()
         try:
             return self._run(started)
-        except KeyRefused:
+        except KeyRefused as exc:
             self.signals.refused.set()
-            self._finish("refused")
-            raise
+            before = self.life is not None and self.life.ledger.accepted_by == self.config.endpoint
+            accepted = before or self.last_contact > float("-inf")
+            past = self.monotonic() >= self.expires_at
+            verdict = lifetime.end_refused(self._refused(exc), accepted, past, self.key.key_id, self.config)
+            self._finish(verdict)
+            if verdict == "expired":
+                raise KeyExpired(f"key {self.key.key_id} is past its expiry and keysvc refused it") from None
+            raise self._refused() from None
         finally:
             self.signals.refused.set()  # ends the probe thread
             self.delivery.close()
+            self.progress.summary(self.tails.values(), self.delivery, self.monotonic() - started)
             self._compressor.shutdown(wait=True)
             for tail in self.tails.values():
                 tail.close()
@@ -317,7 +324,7 @@ class Agent:
     def _gave_up(self, exc: Exception, during: str) -> None:
         """Turn a retry loop that ran out of time into the stop that ended it; re-raise anything else."""
         if self.signals.refused.is_set():
-            raise KeyRefused("keysvc refused the key") from exc
+            raise self._refused() from exc
         if not self._should_stop():
             raise exc
         log.warning("delivery_interrupted", during=during, error=type(exc).__name__, detail=str(exc))
@@ -331,6 +338,9 @@ class Agent:
                 self._gave_up(exc, "session")
                 if self.signals.terminate_at is not None:
                     return False
+                if self.monotonic() >= self.expires_at - self.config.expiry_margin_seconds:
+                    log.warning("keysvc_never_answered", key_id=self.key.key_id)
+                    return True  # the loop's expiry check ends the run
             else:
                 seconds_left = round(self.expires_at - self.monotonic(), 1)
                 log.info("session", key_id=self.key.key_id, seconds_left=seconds_left)
@@ -339,7 +349,7 @@ class Agent:
     def _stop_requested(self, now: float) -> int | None:
         """Handle refusal, SIGTERM and expiry: return the exit code, raise, or ``None`` to go on."""
         if self.signals.refused.is_set():
-            raise KeyRefused("keysvc refused the key")
+            raise self._refused()
         if self.signals.terminate_at is not None:
             log.info("stopping", reason="signal")
             self._final_flush(self.signals.terminate_at + self.config.stop_flush_seconds)
@@ -380,6 +390,9 @@ class Agent:
             except RETRYABLE as exc:
                 self._gave_up(exc, "pump")
                 continue
+            self.progress.tick(self.monotonic(), self.tails.values(), self.delivery)
+            if self.life is not None:
+                self.life.heartbeat()
             if first and self.delivery.chunks_delivered:
                 log.info("first_upload", seconds=round(self.monotonic() - started, 3))
                 first = False

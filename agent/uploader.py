@@ -3,7 +3,9 @@
 Policy here, I/O in :mod:`agent.transport`. Answers are mapped to outcomes or to errors from
 :mod:`agent.errors`:
 
-- grants: 200 -> :class:`GrantAnswer`; 401/403 -> :class:`KeyRefused` (stop at once); 400 ->
+- grants: 200 -> :class:`GrantAnswer`, whose cluster, node and region (the key's record) must
+  match any the settings give, else :class:`SettingMismatch`; 401/403 -> :class:`KeyRefused` (stop
+  at once; ``ended`` set when keysvc answered ``key_expired``/``key_revoked``); 400 ->
   :class:`GrantRejected` (our bug; logged loudly, never taken for a revocation); 429 (``Retry-After``)
   and 5xx -> :class:`RetryableFailure`.
 - PUT: 200/201 -> stored; 412 -> already there, counted as delivered (objects are create-only);
@@ -29,6 +31,7 @@ from agent.errors import (
     GrantRejected,
     KeyRefused,
     RetryableFailure,
+    SettingMismatch,
     TransportError,
     UploadRefused,
     UrlExpired,
@@ -76,6 +79,8 @@ class GrantAnswer:
     expires_at: float
     bucket: str
     grants: Mapping[str, Grant]
+    #: The key's own scope from its record (``None`` from a keysvc that does not send it).
+    scope: Mapping[str, str | None] | None = None
 
 
 def _retry_after(response: Response) -> float | None:
@@ -86,8 +91,25 @@ def _retry_after(response: Response) -> float | None:
         return None
 
 
+_ENDED = {"key_expired": "expired", "key_revoked": "revoked"}
+
+
+def _ended(response: Response) -> str | None:
+    """``expired``/``revoked`` when keysvc told the key's proven holder so, else ``None``."""
+    try:
+        code = json.loads(response.body[:4096]).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return _ENDED.get(code) if isinstance(code, str) else None
+
+
 class KeysvcClient:
-    """Asks keysvc for upload grants with the node's key; an empty request is a session probe."""
+    """Asks keysvc for upload grants with the node's key; an empty request is a session probe.
+
+    The request carries no cluster, node or region: keysvc takes them from the key's record and
+    sends them back, so a mistyped setting can never turn into a refusal (and burn the key). A
+    setting that is given is compared with the answer instead (:class:`SettingMismatch`).
+    """
 
     def __init__(
         self,
@@ -95,20 +117,29 @@ class KeysvcClient:
         endpoint: str,
         key: NodeKey,
         *,
-        cluster: str,
-        node: str,
-        region: str,
+        cluster: str | None = None,
+        node: str | None = None,
+        region: str | None = None,
         monotonic: Callable[[], float],
     ) -> None:
         self._transport = transport
         self._url = endpoint.rstrip("/") + "/v1/ingest/grants"
         self._key = key
-        self._scope = {"cluster": cluster, "node": node, "region": region}
+        self._expected = {"cluster": cluster, "node": node, "region": region}
         self._monotonic = monotonic
+
+    def _check_scope(self, answer: GrantAnswer) -> None:
+        for name, setting in self._expected.items():
+            actual = (answer.scope or {}).get(name)
+            if setting is not None and actual is not None and setting != actual:
+                raise SettingMismatch(
+                    f"setting {name} is {setting!r} but key {answer.key_id} belongs to {name} "
+                    f"{actual!r} (NODELOGS_{name.upper()}): fix or unset it; the key file is kept"
+                )
 
     def grant(self, names: list[str]) -> GrantAnswer:
         """Ask for PUT URLs for ``names`` (0..64); raise per the module docstring."""
-        body = json.dumps({**self._scope, "objects": [{"name": name} for name in names]}).encode()
+        body = json.dumps({"objects": [{"name": name} for name in names]}).encode()
         sent_at = self._monotonic()
         response = self._transport.request(
             "POST",
@@ -121,14 +152,18 @@ class KeysvcClient:
             },
         )
         if response.status in (401, 403):
-            raise KeyRefused(f"keysvc refused the key (HTTP {response.status})")
+            ended = _ended(response)
+            detail = f": the key is {ended}" if ended else ""
+            raise KeyRefused(f"keysvc refused the key (HTTP {response.status}){detail}", ended)
         if response.status == 400:
             detail = response.body[:300].decode("utf-8", "replace")
             log.error("grant_rejected_bug", status=400, names=names[:3], body=detail)
             raise GrantRejected("keysvc rejected the grant request (HTTP 400); this is an agent bug")
         if response.status != 200:
             raise RetryableFailure(f"keysvc answered HTTP {response.status}", _retry_after(response))
-        return self._parse(response.body, sent_at)
+        answer = self._parse(response.body, sent_at)
+        self._check_scope(answer)
+        return answer
 
     def _parse(self, raw: bytes, sent_at: float) -> GrantAnswer:
         try:
@@ -144,11 +179,13 @@ class KeysvcClient:
                 )
                 for item in data["grants"]
             }
+            scope = {name: data.get(name) for name in ("cluster", "node", "region")}
             return GrantAnswer(
                 key_id=str(data["key_id"]),
                 expires_at=float(data["key_expires_at"]) + to_local,
                 bucket=str(data.get("bucket", "")),
                 grants=grants,
+                scope={k: str(v) if v is not None else None for k, v in scope.items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RetryableFailure("keysvc sent a grant answer the agent cannot read") from exc

@@ -13,6 +13,7 @@ they enter, with ``raise ... from exc``. No message ever carries a secret.
     ├── NotFound                  no such key, record or resource
     ├── Conflict                  contradicts existing state (an operation id reused differently)
     ├── Refused                   a credential was refused; the reason is for the audit only
+    │   ├── KeyEnded              a proven ingest key is revoked or expired: told to its holder only
     │   └── RateLimited           too many failed authentications from one source
     ├── StoreError                the state store failed
     │   ├── StoreUnavailable      the database cannot be reached right now (retryable)
@@ -59,6 +60,17 @@ class Refused(KeysvcError):
     def __init__(self, reason: str) -> None:
         super().__init__("credential refused")
         self.reason = reason
+
+
+class KeyEnded(Refused):
+    """The caller proved possession of an ingest key (its hash matched) and that key has ended.
+
+    ``reason`` is ``expired`` or ``revoked``. Only this case is answered distinctly (401 with the
+    error code ``key_expired``/``key_revoked``): the caller already holds the secret, so telling it
+    that its own key is over reveals nothing to anyone who does not. Every other refusal stays
+    uniform. The agent removes its key file only on this answer, or on a refusal after this
+    endpoint had already accepted the key (see :mod:`agent.lifetime`).
+    """
 
 
 class RateLimited(Refused):

@@ -41,6 +41,12 @@ def register(subparsers: Any) -> None:
         default=[],
         help="extra log source for the agent: a path, a glob or journal:<unit> (repeatable)",
     )
+    parser.add_argument(
+        "--key-expires-at",
+        type=float,
+        help="the key's expiry in Unix seconds (as `keys issue` prints it): the agent stops by it "
+        "even when it never reaches keysvc",
+    )
     parser.add_argument("--key-file", type=Path, help="file holding the key (default: read stdin)")
     parser.set_defaults(handler=run_render)
 
@@ -58,6 +64,7 @@ def run_render(args: argparse.Namespace) -> int:
             region=args.region,
             endpoint=args.endpoint,
             sources=tuple(args.source),
+            key_expires_at=args.key_expires_at,
         )
     finally:
         service.close()

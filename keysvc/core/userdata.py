@@ -34,6 +34,7 @@ caller passes can break out of its quoting.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from email.mime.multipart import MIMEMultipart
@@ -69,6 +70,9 @@ class AgentSettings:
     node: str
     region: str
     sources: tuple[str, ...] = ()
+    #: The key's expiry (Unix seconds). Rendered as ``NODELOGS_KEY_EXPIRES_AT`` (rounded up to the
+    #: second): the agent stops by it even when it never reaches keysvc; keysvc's answer still wins.
+    key_expires_at: float | None = None
 
 
 def render(form: str, key: str, agent: AgentSettings) -> str:
@@ -92,9 +96,18 @@ def environment_lines(agent: AgentSettings) -> tuple[str, ...]:
         f"NODELOGS_NODE={ids.node_id(agent.node)}",
         f"NODELOGS_REGION={ids.region(agent.region)}",
     ]
+    if agent.key_expires_at is not None:
+        lines.append(f"NODELOGS_KEY_EXPIRES_AT={_checked_expiry(agent.key_expires_at)}")
     if agent.sources:
         lines.append(f"NODELOGS_SOURCES={','.join(_checked_source(s) for s in agent.sources)}")
     return tuple(lines)
+
+
+def _checked_expiry(value: float) -> int:
+    # Digits only, so it needs no quoting anywhere; rounded up, so it stays an upper bound.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 2**40:
+        raise InvalidInput("invalid key expiry: expected positive Unix seconds")
+    return math.ceil(value)
 
 
 def _checked_key(key: str) -> str:

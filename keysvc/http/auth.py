@@ -114,7 +114,7 @@ class Guard:
             raise Refused(result.reason)
         return result.value
 
-    def ingest(self, request: Request, wanted: Scope) -> KeyRecord:
+    def ingest(self, request: Request, wanted: Scope | None) -> KeyRecord:
         """Return the record of the request's ingest key; the service audits every refusal."""
         source = source_of(request)
         self.admit(source)

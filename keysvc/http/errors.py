@@ -2,7 +2,9 @@
 
 Every error body is ``{"error": "<code>", "message": "<human text>"}``. A refused credential is
 always ``401 unauthorized`` with the same message, whatever check failed: the precise reason goes
-to the audit log only. Messages never carry a secret, and validation errors never echo input.
+to the audit log only. The one exception is :class:`~keysvc.errors.KeyEnded`: a caller that proved
+possession of its key learns that the key is expired or revoked (``key_expired``/``key_revoked``).
+Messages never carry a secret, and validation errors never echo input.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from keysvc.errors import (
     Conflict,
     InvalidInput,
     InvalidObjectName,
+    KeyEnded,
     KeysvcError,
     NotFound,
     RateLimited,
@@ -26,6 +29,7 @@ from keysvc.errors import (
 )
 
 UNAUTHORIZED_MESSAGE = "the credential was refused"
+KEY_ENDED_MESSAGE = "the key has ended: it will never be accepted again"
 
 
 def error_response(
@@ -69,6 +73,8 @@ def for_error(exc: KeysvcError) -> JSONResponse:
     """Map a keysvc error to its response."""
     if isinstance(exc, RateLimited):
         return rate_limited(exc.retry_after)
+    if isinstance(exc, KeyEnded):
+        return error_response(401, f"key_{exc.reason}", KEY_ENDED_MESSAGE, {"WWW-Authenticate": "Bearer"})
     if isinstance(exc, Refused):
         return unauthorized()
     for kind, status, code, message in _MAPPING:

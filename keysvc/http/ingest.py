@@ -33,7 +33,9 @@ def router(ctx: Context) -> APIRouter:
     )
     def grant(body: GrantRequest, request: Request) -> GrantResponse:
         ctx.ingest.check_batch(len(body.objects))
-        wanted = Scope(cluster=body.cluster, node=body.node, region=body.region)
+        wanted = None  # no claims: the key's own record is the scope
+        if body.cluster is not None and body.node is not None and body.region is not None:
+            wanted = Scope(cluster=body.cluster, node=body.node, region=body.region)
         record = ctx.guard.ingest(request, wanted)
         try:
             answer = ctx.ingest.grant(record, [item.name for item in body.objects], source=source_of(request))
@@ -46,6 +48,9 @@ def router(ctx: Context) -> APIRouter:
         ctx.metrics.grants.inc(amount=len(answer.uploads))
         return GrantResponse(
             key_id=record.key_id,
+            cluster=record.cluster,
+            node=record.node,
+            region=record.region,
             server_time=answer.server_time,
             key_expires_at=record.expires_at,
             bucket=answer.bucket,

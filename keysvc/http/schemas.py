@@ -108,12 +108,24 @@ class GrantObject(_Request):
 
 
 class GrantRequest(_Request):
-    """An agent asks for upload URLs. An empty ``objects`` list just reports time and expiry."""
+    """An agent asks for upload URLs. An empty ``objects`` list just reports time and expiry.
 
-    cluster: str = Field(max_length=63)
-    node: str = Field(max_length=253)
-    region: str = Field(max_length=32)
+    ``cluster``, ``node`` and ``region`` are optional claims, all three or none. Without them the
+    scope is the key's own record (what current agents do: a mistyped setting then cannot turn into
+    a refusal); with them keysvc also checks they match the key, as older agents expect.
+    """
+
+    cluster: str | None = Field(default=None, max_length=63)
+    node: str | None = Field(default=None, max_length=253)
+    region: str | None = Field(default=None, max_length=32)
     objects: list[GrantObject]
+
+    @model_validator(mode="after")
+    def _all_claims_or_none(self) -> GrantRequest:
+        given = [value is not None for value in (self.cluster, self.node, self.region)]
+        if any(given) and not all(given):
+            raise ValueError("give cluster, node and region together, or none of them")
+        return self
 
 
 class Grant(BaseModel):
@@ -131,6 +143,9 @@ class GrantResponse(BaseModel):
     """Upload URLs, with the server's clock so the agent need not trust its own."""
 
     key_id: str
+    cluster: str = Field(description="the key's own cluster, from its record")
+    node: str = Field(description="the key's own node, from its record")
+    region: str = Field(description="the key's own region, from its record")
     server_time: float
     key_expires_at: float
     bucket: str

@@ -22,7 +22,7 @@ import structlog
 from keysvc.core import expiry, scope
 from keysvc.core.grants import plan_grants, upload_headers
 from keysvc.core.models import EventType, KeyRecord, KeyState, Region, Scope
-from keysvc.errors import ConfigError, InvalidInput, InvalidObjectName, Refused
+from keysvc.errors import ConfigError, InvalidInput, InvalidObjectName, KeyEnded, Refused
 from keysvc.service.audit import MAX_SOURCE, AuditTrail, key_event, refusal_event
 from keysvc.service.ports import Clock, Store, UrlSigner
 from keysvc.wire import keyformat
@@ -61,8 +61,11 @@ class GrantAnswer:
     uploads: tuple[SignedUpload, ...]
 
 
-def check_key(rec: KeyRecord | None, key: str, wanted: Scope, now: float) -> Failure | None:
-    """Return why the stored ``rec`` refuses ``key`` for ``wanted`` at ``now``, or None when it allows it."""
+def check_key(rec: KeyRecord | None, key: str, wanted: Scope | None, now: float) -> Failure | None:
+    """Return why the stored ``rec`` refuses ``key`` for ``wanted`` at ``now``, or None when it allows it.
+
+    ``wanted=None`` means the caller makes no claims: the key's own record is its scope.
+    """
     if rec is None:
         return Failure(Reason.UNKNOWN)
     if rec.key_hash is None:
@@ -73,7 +76,7 @@ def check_key(rec: KeyRecord | None, key: str, wanted: Scope, now: float) -> Fai
         return Failure(Reason.EXPIRED)
     if rec.state is KeyState.REVOKED:
         return Failure(Reason.REVOKED)
-    checked = scope.check_scope(rec.scope, wanted)
+    checked = scope.check_scope(rec.scope, rec.scope if wanted is None else wanted)
     return checked if isinstance(checked, Failure) else None
 
 
@@ -101,8 +104,14 @@ class IngestService:
         """Raise :class:`SigningError` when no URL can be signed right now."""
         self._signer.check_ready()
 
-    def authenticate(self, presented: str, *, wanted: Scope, source: str) -> KeyRecord:
-        """Check a presented key for ``wanted``; raise :class:`Refused` with the precise reason (audited)."""
+    def authenticate(self, presented: str, *, wanted: Scope | None, source: str) -> KeyRecord:
+        """Check a presented key for ``wanted``; raise :class:`Refused` with the precise reason (audited).
+
+        ``wanted=None``: the caller makes no claims (the agent no longer sends its settings), and the
+        key's own record is its scope. A key whose hash matched but that is expired or revoked raises
+        :class:`KeyEnded`, the one refusal answered distinctly, because only the key's holder can
+        provoke it; every other refusal is the uniform :class:`Refused`.
+        """
         source = str(source)[:MAX_SOURCE]
         now = self._clock.now()
         parsed = keyformat.parse(presented) if isinstance(presented, str) else Failure(Reason.MALFORMED)
@@ -130,9 +139,13 @@ class IngestService:
             )
             self._audit.append(tx, event)
         log.info("key_refused", key_id=key_id, reason=failure.reason.value, source=source)
+        # check_key answers EXPIRED/REVOKED for a record that still has a hash only after it matched.
+        proved = rec is not None and rec.key_hash is not None
+        if proved and failure.reason in (Reason.EXPIRED, Reason.REVOKED):
+            raise KeyEnded(failure.reason.value)
         raise Refused(failure.reason.value)
 
-    def _refuse(self, failure: Failure, *, source: str, wanted: Scope, now: float) -> NoReturn:
+    def _refuse(self, failure: Failure, *, source: str, wanted: Scope | None, now: float) -> NoReturn:
         with self._store.transaction() as tx:
             event = refusal_event(
                 failure.reason.value, now, source=source, wanted=wanted, check=failure.detail

@@ -186,12 +186,15 @@ class KeyService:
         region: str,
         endpoint: str | None = None,
         sources: Sequence[str] = (),
+        key_expires_at: float | None = None,
     ) -> str:
         """Render user data of ``form`` that puts ``key`` on the node and starts the agent.
 
         The region must be configured (its endpoint is the default), and a key this store knows must
         have been issued for exactly this cluster, node and region: user data that names another
-        node would start an agent whose every grant is refused.
+        node would start an agent whose every grant is refused. The user data tells the agent when
+        the key expires (it stops by then even if it never reaches keysvc): the stored expiry of a
+        known key, else ``key_expires_at``; given both, the earlier.
         """
         where = self.region(region)
         parsed = keyformat.parse(key) if isinstance(key, str) else None
@@ -202,12 +205,14 @@ class KeyService:
         wanted = (ids.cluster_id(cluster), ids.node_id(node), ids.region(region))
         if rec is not None and (rec.cluster, rec.node, rec.region) != wanted:
             raise InvalidInput(f"key {rec.key_id} was issued for another cluster, node or region")
+        known = [e for e in (rec.expires_at if rec is not None else None, key_expires_at) if e is not None]
         agent = userdata.AgentSettings(
             endpoint=endpoint if endpoint is not None else where.endpoint,
             cluster=wanted[0],
             node=wanted[1],
             region=wanted[2],
             sources=tuple(sources),
+            key_expires_at=min(known) if known else None,
         )
         return userdata.render(form, key, agent)
 

@@ -12,8 +12,11 @@ from ``keysvc.wire`` and nothing else of keysvc (a test in ``tests/test_layers.p
 from __future__ import annotations
 
 from keysvc.wire.keyformat import (
+    CHECKSUM_CHARS,
+    KEY_ID_CHARS,
     KEY_ID_PATTERN,
     KEY_PATTERN,
+    SECRET_CHARS,
     ParsedKey,
     looks_like_key,
 )
@@ -23,9 +26,12 @@ from keysvc.wire.objectnames import ChunkName, chunk_suffix, parse_suffix, strea
 from keysvc.wire.results import Failure, Reason, Success
 
 __all__ = [
+    "CHECKSUM_CHARS",
+    "KEY_ID_CHARS",
     "KEY_ID_PATTERN",
     "KEY_PATTERN",
     "KEY_PREFIX",
+    "SECRET_CHARS",
     "ChunkName",
     "Failure",
     "ParsedKey",

@@ -27,6 +27,10 @@ class FakeCloud:
     lifetime: float = 3600.0
     objects: dict[str, bytes] = field(default_factory=dict)
     refused: bool = False
+    #: The 401 body: keysvc's uniform refusal unless a test makes it key_expired/key_revoked.
+    refusal: bytes = b'{"error":"unauthorized"}'
+    #: The key record's scope, sent back in every answer as keysvc does.
+    scope: dict[str, str] = field(default_factory=lambda: {"cluster": "c1", "node": "n1", "region": "us"})
     faults: list[Callable[[str, str], Response | None]] = field(default_factory=list)
     grant_calls: int = 0
     put_calls: int = 0
@@ -57,7 +61,7 @@ class FakeCloud:
     def _grant(self, headers: Mapping[str, str], body: bytes) -> Response:
         self.grant_calls += 1
         if self.refused or headers.get("Authorization") != f"Bearer {self.key}":
-            return Response(401, {}, b'{"error":"unauthorized"}')
+            return Response(401, {}, self.refusal)
         request = json.loads(body)
         now = time.time()
         grants = []
@@ -75,6 +79,7 @@ class FakeCloud:
             )
         answer = {
             "key_id": "k",
+            **self.scope,
             "server_time": now,
             "key_expires_at": self.started + self.lifetime,
             "bucket": "nodelogs-test",

@@ -112,3 +112,37 @@ def test_key_is_never_a_flag() -> None:
     parser = cli.build_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--key", "nlk1_x"])
+
+
+@pytest.mark.parametrize("state_dir", ["/proc/x", "/proc/self/status/x", "FILE"])
+def test_an_unusable_state_dir_exits_2_with_one_line(
+    node_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], state_dir: str
+) -> None:
+    """A state dir that cannot be created or written is exit 2, one line naming the setting, no traceback."""
+    if state_dir == "FILE":
+        state_dir = str(node_env / "a-file")
+        Path(state_dir).write_text("")
+    minted = keyformat.mint()
+    (node_env / "key").write_text(minted.key)
+    (node_env / "key").chmod(0o600)
+    monkeypatch.setenv("NODELOGS_STATE_DIR", state_dir)
+    assert cli.main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"nodelogs-agent: configuration error: state_dir {state_dir} cannot be used")
+    assert "NODELOGS_STATE_DIR" in err
+    assert "Traceback" not in err
+    assert (node_env / "key").exists()
+
+
+def test_a_key_pasted_into_a_setting_never_reaches_the_message(
+    node_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NODELOGS_KEY_FILE holding the key itself (not a path) is refused without echoing the key."""
+    minted = keyformat.mint()
+    monkeypatch.setenv("NODELOGS_KEY_FILE", minted.key)
+    monkeypatch.setenv("NODELOGS_CHUNK_BYTES", minted.key)
+    assert cli.main(["run"]) == 2
+    captured = capsys.readouterr()
+    assert minted.key not in captured.err + captured.out
+    assert "[REDACTED]" in captured.err

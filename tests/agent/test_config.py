@@ -75,10 +75,34 @@ def test_bad_values_name_the_setting(tmp_path: Path, extra: dict[str, str], mess
         load(env(tmp_path, **extra))
 
 
-def test_missing_required_settings_are_listed(tmp_path: Path) -> None:
-    """Without cluster and node the error names both variables."""
-    with pytest.raises(ConfigError, match="NODELOGS_CLUSTER, NODELOGS_NODE"):
-        load({"NODELOGS_ENDPOINT": "http://k", "NODELOGS_REGION": "eu"})
+def test_only_the_endpoint_is_required(tmp_path: Path) -> None:
+    """Cluster, node and region come from the key's record, so only a missing endpoint is an error."""
+    config = load({"NODELOGS_ENDPOINT": "http://k"})
+    assert (config.cluster, config.node, config.region) == (None, None, None)
+    with pytest.raises(ConfigError, match="NODELOGS_ENDPOINT"):
+        load({"NODELOGS_REGION": "eu"})
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"NODELOGS_NODE": ""}, "node is empty"),
+        ({"NODELOGS_KEY_EXPIRES_AT": "soon"}, "NODELOGS_KEY_EXPIRES_AT: key_expires_at has a bad value"),
+        ({"NODELOGS_KEY_EXPIRES_AT": "-5"}, "key_expires_at must be a positive"),
+        ({"NODELOGS_KEY_EXPIRES_AT": "nan"}, "key_expires_at must be a positive"),
+        ({"NODELOGS_STATE_DIR": "relative/dir"}, "state_dir must be an absolute path"),
+        ({"NODELOGS_LOG_LEVEL": "verbose"}, "log_level must be one of debug, info, warning, error"),
+    ],
+)
+def test_key_facts_are_checked(tmp_path: Path, extra: dict[str, str], message: str) -> None:
+    """An empty identity setting, a bad key expiry, a relative state_dir or unknown log level is an error."""
+    with pytest.raises(ConfigError, match=message):
+        load(env(tmp_path, **extra))
+
+
+def test_key_expiry_is_read_as_unix_seconds(tmp_path: Path) -> None:
+    """NODELOGS_KEY_EXPIRES_AT, as keysvc renders it into agent.env, becomes a float."""
+    assert load(env(tmp_path, NODELOGS_KEY_EXPIRES_AT="1796112000.5")).key_expires_at == 1796112000.5
 
 
 def test_unknown_toml_key_and_explicit_missing_file_are_errors(tmp_path: Path) -> None:

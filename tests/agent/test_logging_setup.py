@@ -28,3 +28,14 @@ def test_own_key_and_any_key_are_removed_from_log_lines() -> None:
     assert event["event"] == "oops"
     assert event["level"] == "info"
     assert "[REDACTED]" in event["detail"]
+
+
+def test_the_configured_chain_rate_limits_repeated_warnings() -> None:
+    """Ten identical journalctl warnings in a row render as one JSON line: the limiter is in the chain."""
+    out = io.StringIO()
+    logger = structlog.wrap_logger(structlog.PrintLogger(out), processors=logging_setup.processors())
+    for _ in range(10):
+        logger.warning("journalctl_failed", unit="missing.service", code=1)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["unit"] == "missing.service"

@@ -50,6 +50,7 @@ class FakeTransport:
     answers: dict[str, int | TransportError]
     tls: tuple[str, ...] = ()
     sent: list[tuple[str, str, dict[str, str], bytes | None]] = field(default_factory=list)
+    session: bytes | None = None
 
     def request(
         self,
@@ -66,7 +67,7 @@ class FakeTransport:
             if url.startswith(prefix):
                 if isinstance(answer, TransportError):
                     raise answer
-                body = _session() if answer == 200 and "grants" in url else b""
+                body = (self.session or _session()) if answer == 200 and "grants" in url else b""
                 return Response(answer, {}, body, tls=self.tls)
         raise AssertionError(f"unexpected URL {url}")
 
@@ -125,13 +126,21 @@ def test_all_reachable_direct_exits_zero_and_never_prints_the_key() -> None:
     method, url, headers, body = transport.sent[0]
     assert (method, url) == ("POST", "https://keysvc.internal/v1/ingest/grants")
     assert headers["Authorization"] == f"Bearer {KEY}"
-    assert json.loads(body or b"") == {
-        "cluster": "prod",
-        "node": "ip-10-0-0-1",
-        "region": "eu",
-        "objects": [],
-    }
+    assert json.loads(body or b"") == {"objects": []}  # no claims: keysvc uses the key's record
     assert transport.sent[1][:2] == ("GET", "https://storage.googleapis.com/")
+
+
+def test_a_node_setting_that_disagrees_with_the_key_fails_the_check() -> None:
+    """keysvc says the key is for another node: the keysvc check fails and names NODELOGS_NODE."""
+    session = json.loads(_session()) | {"cluster": "prod", "node": "ip-10-0-0-2", "region": "eu"}
+    transport = FakeTransport(
+        {"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400},
+        session=json.dumps(session).encode(),
+    )
+    code, out = _check(Config(), transport, ALL_NAMES)
+    assert code == 1
+    assert "NODELOGS_NODE is 'ip-10-0-0-1' but the key is for 'ip-10-0-0-2': fix or unset it" in out
+    assert "for node ip-10-0-0-2 of cluster prod" in out
 
 
 def test_routes_name_the_proxy_and_the_no_proxy_entry() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -13,8 +14,10 @@ from agent import keyfile
 from agent.checkpoint import StateStore
 from agent.chunking import source_id
 from agent.config import AgentConfig
-from agent.errors import KeyExpired, KeyRefused
-from agent.runner import Agent, Signals
+from agent.errors import KeyExpired, KeyRefused, SettingMismatch
+from agent.lifetime import Lifetime
+from agent.runner import Agent
+from agent.signals import Signals
 from agent.sources import FileTail
 from agent.transport import Response
 from keysvc.wire import keyformat
@@ -49,14 +52,19 @@ def make_config(tmp_path: Path, sources: tuple[str, ...], **overrides: object) -
 class Running:
     """An Agent in a background thread."""
 
-    def __init__(self, config: AgentConfig, cloud: FakeCloud) -> None:
+    def __init__(
+        self, config: AgentConfig, cloud: FakeCloud, *, deadline: float = float("inf"), life: bool = False
+    ) -> None:
         key_path = Path(config.key_file)
         key_path.write_text(cloud.key + "\n")
         key_path.chmod(0o600)
         self.signals = Signals()
         key = keyfile.read_key(key_path)
         store = StateStore(Path(config.state_dir)).open()
-        self.agent = Agent(config, key, store, cloud, cloud, signals=self.signals)
+        lifetime = Lifetime(Path(config.state_dir), key.key_id).start() if life else None
+        self.agent = Agent(
+            config, key, store, cloud, cloud, signals=self.signals, key_deadline=deadline, life=lifetime
+        )
         self.result: int | BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -159,6 +167,87 @@ def test_refusal_stops_removes_key_and_marks_finished(tmp_path: Path, cloud: Fak
     assert time.monotonic() - refused_at < 5
     assert not Path(config.key_file).exists()
     assert keyfile.finished_reason(Path(config.state_dir), None) == "refused"
+
+
+def test_refusal_at_first_contact_keeps_the_key(tmp_path: Path, cloud: FakeCloud) -> None:
+    """A uniform 401 from an endpoint that never accepted the key ends the run but keeps the key file."""
+    cloud.refused = True
+    config = make_config(tmp_path, (str(tmp_path / "none.log"),))
+    run = Running(config, cloud, life=True)
+    run.thread.join(6)
+    assert isinstance(run.result, KeyRefused)
+    assert "never accepted it: the key file is kept" in str(run.result)
+    assert Path(config.key_file).exists()
+    assert keyfile.finished_reason(Path(config.state_dir), None) is None
+
+
+def test_refusal_by_an_endpoint_that_accepted_the_key_before_is_final(
+    tmp_path: Path, cloud: FakeCloud
+) -> None:
+    """After a run this endpoint accepted, a uniform 401 at the next start removes the key."""
+    config = make_config(tmp_path, (str(tmp_path / "none.log"),))
+    first = Running(config, cloud, life=True)
+    wait_for(lambda: cloud.grant_calls > 0 and first.agent.last_contact > float("-inf"))
+    assert first.stop() == 0
+    cloud.refused = True
+    second = Running(config, cloud, life=True)
+    second.thread.join(6)
+    assert isinstance(second.result, KeyRefused)
+    assert not Path(config.key_file).exists()
+    assert keyfile.finished_reason(Path(config.state_dir), None) == "refused"
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "reason"),
+    [("key_expired", KeyExpired, "expired"), ("key_revoked", KeyRefused, "refused")],
+)
+def test_a_final_answer_at_first_contact_removes_the_key(
+    tmp_path: Path, cloud: FakeCloud, code: str, error: type[Exception], reason: str
+) -> None:
+    """keysvc's key_expired/key_revoked answer is final even at first contact: the key file goes."""
+    cloud.refused = True
+    cloud.refusal = json.dumps({"error": code, "message": "m"}).encode()
+    config = make_config(tmp_path, (str(tmp_path / "none.log"),))
+    run = Running(config, cloud, life=True)
+    run.thread.join(6)
+    assert isinstance(run.result, error)
+    assert not Path(config.key_file).exists()
+    assert keyfile.finished_reason(Path(config.state_dir), None) == reason
+
+
+def test_a_mistyped_node_setting_stops_with_a_config_error_and_keeps_the_key(
+    tmp_path: Path, cloud: FakeCloud
+) -> None:
+    """NODELOGS_NODE=n2 against a key for n1: SettingMismatch at the first answer, key file untouched."""
+    config = make_config(tmp_path, (str(tmp_path / "none.log"),), node="n2")
+    run = Running(config, cloud, life=True)
+    run.thread.join(6)
+    assert isinstance(run.result, SettingMismatch)
+    assert "setting node is 'n2'" in str(run.result)
+    assert Path(config.key_file).exists()
+    assert keyfile.finished_reason(Path(config.state_dir), None) is None
+
+
+def test_an_unreachable_keysvc_still_stops_by_the_key_deadline(tmp_path: Path, cloud: FakeCloud) -> None:
+    """keysvc never answers: KeyExpired at the local deadline (backoff sleeps end there), key removed."""
+    cloud.faults.append(lambda method, url: Response(503, {}, b"down") if "ingest" in url else None)
+    config = make_config(tmp_path, (str(tmp_path / "none.log"),), retry_max_wait=10.0)
+    started = time.monotonic()
+    run = Running(config, cloud, deadline=started + 2.0, life=True)
+    run.thread.join(8)
+    assert isinstance(run.result, KeyExpired)
+    assert 1.4 <= time.monotonic() - started < 3.5
+    assert not Path(config.key_file).exists()
+    assert keyfile.finished_reason(Path(config.state_dir), None) == "expired"
+
+
+def test_keysvc_s_answer_wins_over_the_local_bound(tmp_path: Path, cloud: FakeCloud) -> None:
+    """A local bound 1 s away is replaced by keysvc's later expiry once it answers."""
+    config = make_config(tmp_path, (str(tmp_path / "none.log"),))
+    run = Running(config, cloud, deadline=time.monotonic() + 1.0)
+    time.sleep(1.5)
+    assert run.thread.is_alive()
+    assert run.stop() == 0
 
 
 def test_expiry_flushes_partial_line_then_stops(tmp_path: Path, cloud: FakeCloud) -> None:

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 
 import pytest
 
-from agent.errors import ConnectError, GrantRejected, KeyRefused, RetryableFailure, UrlExpired
+from agent.errors import (
+    ConnectError,
+    GrantRejected,
+    KeyRefused,
+    RetryableFailure,
+    SettingMismatch,
+    UrlExpired,
+)
 from agent.keyfile import NodeKey
 from agent.transport import Response
 from agent.uploader import Grant, KeysvcClient, put_chunk, retrying
@@ -88,12 +95,7 @@ def test_expiry_comes_from_the_server_clock_not_the_node_clock() -> None:
     method, url, headers, body = transport.sent[0]
     assert (method, url) == ("POST", "https://keysvc.test/v1/ingest/grants")
     assert headers["Authorization"] == f"Bearer {KEY.key}"
-    assert json.loads(body or b"") == {
-        "cluster": "c",
-        "node": "n",
-        "region": "eu",
-        "objects": [{"name": GRANT.name}],
-    }
+    assert json.loads(body or b"") == {"objects": [{"name": GRANT.name}]}  # no claims sent
 
 
 @pytest.mark.parametrize(
@@ -110,6 +112,42 @@ def test_grant_statuses_map_to_errors(status: int, error: type[Exception]) -> No
     """401/403 refuse the key, 400 is our bug, 429/5xx are retryable."""
     with pytest.raises(error):
         client(Scripted(Response(status, {"Retry-After": "7"}, b"{}")), [0.0]).grant([])
+
+
+def scoped_body(**scope: str) -> bytes:
+    """A 200 answer that names the key's record scope, as current keysvc does."""
+    return json.dumps({**json.loads(grant_body(100.0, 200.0)), **scope}).encode()
+
+
+def test_a_setting_that_disagrees_with_the_key_record_is_a_config_error() -> None:
+    """keysvc says the key is for node n2 while the setting says n: SettingMismatch names the setting."""
+    transport = Scripted(Response(200, {}, scoped_body(cluster="c", node="n2", region="eu")))
+    with pytest.raises(SettingMismatch, match=r"setting node is 'n' but key \w+ belongs to node 'n2'"):
+        client(transport, [0.0]).grant([])
+
+
+def test_unset_settings_take_the_key_record_as_is() -> None:
+    """Without cluster, node or region settings any record scope is accepted and returned."""
+    transport = Scripted(Response(200, {}, scoped_body(cluster="x", node="y", region="z")))
+    plain = KeysvcClient(transport, "https://k/", NodeKey(KEY.key_id, KEY.key), monotonic=lambda: 0.0)
+    assert plain.grant([]).scope == {"cluster": "x", "node": "y", "region": "z"}
+
+
+@pytest.mark.parametrize(
+    ("body", "ended"),
+    [
+        (b'{"error": "key_expired", "message": "m"}', "expired"),
+        (b'{"error": "key_revoked", "message": "m"}', "revoked"),
+        (b'{"error": "unauthorized", "message": "the credential was refused"}', None),
+        (b"not json", None),
+        (b'["key_expired"]', None),
+    ],
+)
+def test_only_keysvc_s_final_codes_mark_a_refusal_as_ended(body: bytes, ended: str | None) -> None:
+    """A 401 is ``ended`` only when keysvc answered key_expired or key_revoked."""
+    with pytest.raises(KeyRefused) as caught:
+        client(Scripted(Response(401, {}, body)), [0.0]).grant([])
+    assert caught.value.ended == ended
 
 
 def test_retry_after_is_carried() -> None:

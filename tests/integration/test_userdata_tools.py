@@ -33,12 +33,14 @@ AGENT = AgentSettings(
     node="ip-10-0-0-1.eu-west-1.compute.internal",
     region="eu",
     sources=("/var/log/cloud-init-output.log", "journal:kubelet.service"),
+    key_expires_at=1796112000.25,
 )
 ENV_LINES = [
     "NODELOGS_ENDPOINT=https://keysvc.eu.example.com",
     "NODELOGS_CLUSTER=prod-1",
     "NODELOGS_NODE=ip-10-0-0-1.eu-west-1.compute.internal",
     "NODELOGS_REGION=eu",
+    "NODELOGS_KEY_EXPIRES_AT=1796112001",
     "NODELOGS_SOURCES=/var/log/cloud-init-output.log,journal:kubelet.service",
 ]
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
@@ -283,7 +285,7 @@ def _keysvc(args: list[str], stdin: str | None, tmp_path: Path) -> subprocess.Co
 
 RENDER_ARGS = [
     "--cluster", AGENT.cluster, "--node", AGENT.node, "--region", AGENT.region, "--endpoint", AGENT.endpoint,
-    "--source", AGENT.sources[0], "--source", AGENT.sources[1],
+    "--source", AGENT.sources[0], "--source", AGENT.sources[1], "--key-expires-at", str(AGENT.key_expires_at),
 ]  # fmt: skip
 
 

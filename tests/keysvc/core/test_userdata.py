@@ -71,6 +71,21 @@ def test_sources_are_added_only_when_given() -> None:
     assert lines[-1] == "NODELOGS_SOURCES=/var/log/cloud-init*.log,journal:kubelet.service"
 
 
+def test_the_key_expiry_is_rendered_rounded_up_in_every_form() -> None:
+    """NODELOGS_KEY_EXPIRES_AT is whole seconds, rounded up so it stays an upper bound, in all three forms."""
+    agent = AgentSettings(**{**AGENT.__dict__, "key_expires_at": 1796112000.2})
+    assert userdata.environment_lines(agent)[-1] == "NODELOGS_KEY_EXPIRES_AT=1796112001"
+    for form in ("cloud-config", "shell", "mime"):
+        assert "NODELOGS_KEY_EXPIRES_AT=1796112001" in render(form, KEY, agent)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True, 2.0**41])
+def test_a_bad_key_expiry_is_refused(value: float) -> None:
+    """A non-positive, non-finite, boolean or absurd expiry is InvalidInput, never rendered."""
+    with pytest.raises(InvalidInput, match="key expiry"):
+        render("shell", KEY, AgentSettings(**{**AGENT.__dict__, "key_expires_at": value}))
+
+
 def test_shell_snippet_hands_the_key_only_to_printf() -> None:
     """In the shell form, the only line holding the key is a printf into the temporary file."""
     text = render("shell", KEY, AGENT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from keysvc.wire.keyformat import mint
@@ -92,7 +93,7 @@ def refused(h: Harness, key: str, **scope: str) -> None:
 
 
 def test_every_key_failure_is_a_uniform_401_with_a_precise_audit(h: Harness) -> None:
-    """Malformed, unknown, wrong node, wrong region, revoked and expired keys all get the same 401."""
+    """Malformed, unknown, wrong node, wrong region, revoked and a forged expired key get the same 401."""
     key = h.new_key()
     refused(h, "nlk1_garbage")
     refused(h, mint().key)
@@ -102,10 +103,58 @@ def test_every_key_failure_is_a_uniform_401_with_a_precise_audit(h: Harness) -> 
     refused(h, key["key"])
     other = h.new_key(operation_id="op-2", node="node-3")
     h.clock.advance(3600)
-    refused(h, other["key"], node="node-3")
+    refused(h, mint(other["key_id"]).key, node="node-3")
     reasons = [reason for reason, _ in h.refusals()]
-    assert reasons == ["malformed", "unknown", "out_of_scope", "wrong_region", "revoked", "expired"]
+    assert reasons == ["malformed", "unknown", "out_of_scope", "wrong_region", "revoked", "hash_mismatch"]
     assert h.metrics.grants.value() == 0
+
+
+def no_claims(h: Harness, key: str) -> httpx.Response:
+    """Ask for a session without cluster, node or region, as the current agent does."""
+    body = {"objects": [{"name": SUFFIX}]}
+    return h.client.post("/v1/ingest/grants", json=body, headers={"authorization": f"Bearer {key}"})
+
+
+def test_without_claims_the_scope_and_the_answer_come_from_the_key_record(h: Harness) -> None:
+    """A request without claims is granted under the key's own node, and the answer names its scope."""
+    key = h.new_key()
+    response = no_claims(h, key["key"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["cluster"], body["node"], body["region"]) == ("prod", NODE, "eu")
+    assert body["grants"][0]["object"] == f"nodelogs/prod/{NODE}/{SUFFIX}"
+
+
+def test_claims_are_all_three_or_none(h: Harness) -> None:
+    """A request naming only some of cluster, node and region is a 422, not a refusal."""
+    key = h.new_key()
+    body = {"node": NODE, "objects": []}
+    response = h.client.post(
+        "/v1/ingest/grants", json=body, headers={"authorization": f"Bearer {key['key']}"}
+    )
+    assert response.status_code == 422
+    assert h.refusals() == []
+
+
+def test_a_proven_expired_key_is_told_so_and_a_forged_one_is_not(h: Harness) -> None:
+    """The holder of an expired key gets 401 key_expired; a forged secret for its id gets the uniform 401."""
+    key = h.new_key()
+    h.clock.advance(3600)
+    response = no_claims(h, key["key"])
+    assert response.status_code == 401
+    assert response.json()["error"] == "key_expired"
+    assert response.headers["www-authenticate"] == "Bearer"
+    forged = no_claims(h, mint(key["key_id"]).key)
+    assert forged.json() == {"error": "unauthorized", "message": "the credential was refused"}
+    assert [reason for reason, _ in h.refusals()] == ["expired", "hash_mismatch"]
+
+
+def test_a_revoked_key_whose_hash_is_gone_gets_the_uniform_401(h: Harness) -> None:
+    """Revocation deletes the hash, so possession cannot be proven and the answer stays uniform."""
+    key = h.new_key()
+    h.client.post("/v1/nodes/terminated", json={"instance": INSTANCE}, headers=h.bearer("provisioner"))
+    response = no_claims(h, key["key"])
+    assert response.json() == {"error": "unauthorized", "message": "the credential was refused"}
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ def test_add_node_answers_the_contract(h: Harness) -> None:
     assert body["endpoint"] == "https://keysvc.eu.test"
     assert body["user_data"].startswith("#cloud-config")
     assert "NODELOGS_ENDPOINT=https://keysvc.eu.test" in body["user_data"]
+    assert f"NODELOGS_KEY_EXPIRES_AT={int(T0) + 3600}" in body["user_data"]
     assert body["superseded"] == []
     assert h.metrics.keys_issued.value() == 1
 
