@@ -20,7 +20,8 @@ import structlog
 
 from agent.checkpoint import Intent, Position, StagedChunk, StateStore
 from agent.errors import StateCorrupt
-from agent.uploader import RETRYABLE, Grant, GrantAnswer, KeysvcClient, Requester, put_chunk, retrying
+from agent.transport import Requester
+from agent.uploader import RETRYABLE, Grant, GrantAnswer, KeysvcClient, put_chunk, retrying
 
 log = structlog.get_logger()
 

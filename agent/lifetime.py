@@ -50,8 +50,7 @@ import structlog
 from agent.checkpoint import atomic_write
 from agent.config import AgentConfig
 from agent.errors import AgentError, KeyRefused, StateCorrupt
-from agent.transport import Response
-from agent.uploader import Requester
+from agent.transport import Requester, Response
 
 BUDGET_SECONDS = 3600.0
 MIN_TIMEOUT_SECONDS = 1.0

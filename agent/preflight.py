@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -39,6 +39,7 @@ from agent.errors import (
 )
 from agent.noproxy import split_target
 from agent.proxyconfig import ProxyConfig, ProxyDecision
+from agent.transport import Requester
 
 GRANTS_PATH = "/v1/ingest/grants"
 
@@ -61,27 +62,6 @@ class CheckConfig(Protocol):
     @property
     def bucket_url(self) -> str: ...
     def proxy_environ(self) -> dict[str, str]: ...
-
-
-class Requester(Protocol):
-    """The one method of :class:`agent.transport.Transport` the check uses."""
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float | None = None,
-    ) -> _AnswerLike: ...
-
-
-class _AnswerLike(Protocol):
-    @property
-    def status(self) -> int: ...
-    @property
-    def body(self) -> bytes: ...
 
 
 KeyReader = Callable[[Path], str]

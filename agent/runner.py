@@ -35,7 +35,8 @@ from agent.keyfile import NodeKey
 from agent.progress import Progress
 from agent.signals import Signals
 from agent.sources import FileTail, JournalSpool, expand, fingerprint_of, is_glob, own_output_identities
-from agent.uploader import RETRYABLE, GrantAnswer, KeysvcClient, Requester
+from agent.transport import Requester
+from agent.uploader import RETRYABLE, GrantAnswer, KeysvcClient
 
 log = structlog.get_logger()
 

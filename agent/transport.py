@@ -23,7 +23,7 @@ import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from agent.connections import Endpoint, Opened, Opener, basic_auth
@@ -57,6 +57,26 @@ class Response:
     body: bytes
     #: One line per TLS session of the connection (to an https:// proxy, to the target), for ``check``.
     tls: tuple[str, ...] = ()
+
+
+class Requester(Protocol):
+    """What the rest of the agent needs of a :class:`Transport`: one request, one whole answer.
+
+    The one declaration of this port; the uploader, the delivery, the runner and ``check`` take any
+    object with this method, so their tests pass in a fake (``tests/agent/fakes.py``).
+    """
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request and return the whole answer."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 import tenacity
@@ -37,28 +37,12 @@ from agent.errors import (
     UrlExpired,
 )
 from agent.keyfile import NodeKey
-from agent.transport import Response
+from agent.transport import Requester, Response
 
 log = structlog.get_logger()
 
 #: A grant is not used when less than this is left of its URL's life (server clock).
 GRANT_SAFETY_SECONDS = 10.0
-
-
-class Requester(Protocol):
-    """The part of :class:`agent.transport.Transport` this module uses."""
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float | None = None,
-    ) -> Response:
-        """Send one request."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from agent.lifetime import (
     used,
 )
 from agent.transport import Response
+from tests.agent.fakes import Scripted
 
 
 def test_a_first_start_begins_the_budget_at_that_point() -> None:
@@ -155,34 +155,9 @@ def test_a_heartbeat_that_cannot_be_written_is_logged_not_fatal(
     assert life.ledger.accepted_by == "https://keysvc"
 
 
-class Recorder:
-    """A requester that records the timeout of each request."""
-
-    def __init__(self) -> None:
-        self.timeouts: list[float | None] = []
-        self.closed = False
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float | None = None,
-    ) -> Response:
-        """Record and answer 200."""
-        self.timeouts.append(timeout)
-        return Response(200, {}, b"")
-
-    def close(self) -> None:
-        """Record the close."""
-        self.closed = True
-
-
 def test_no_answer_is_awaited_past_the_deadline() -> None:
     """With 100 s left the 30 s timeout stands; with 4.5 s left it is 4.5 s; past the deadline it is 1 s."""
-    inner, now = Recorder(), [0.0]
+    inner, now = Scripted(*[Response(200, {}, b"")] * 3), [0.0]
     requester = UntilDeadline(inner, lambda: 100.0, 30.0, monotonic=lambda: now[0])
     for now[0] in (0.0, 95.5, 130.0):
         requester.request("POST", "https://keysvc/v1/ingest/grants")

@@ -21,7 +21,7 @@ from agent.errors import (
     TransportError,
 )
 from agent.preflight import run_check
-from agent.transport import Response
+from tests.agent.fakes import ByPrefix
 
 KEY = "nlk1_THIS_IS_THE_SECRET_KEY_VALUE"
 
@@ -43,33 +43,11 @@ class Config:
         return dict(self.env)
 
 
-@dataclass
-class FakeTransport:
-    """Answers by URL prefix: a status, or an exception to raise; records every request."""
-
-    answers: dict[str, int | TransportError]
-    tls: tuple[str, ...] = ()
-    sent: list[tuple[str, str, dict[str, str], bytes | None]] = field(default_factory=list)
-    session: bytes | None = None
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float | None = None,
-    ) -> Response:
-        """Return or raise what ``answers`` says for this URL."""
-        self.sent.append((method, url, dict(headers or {}), body))
-        for prefix, answer in self.answers.items():
-            if url.startswith(prefix):
-                if isinstance(answer, TransportError):
-                    raise answer
-                body = (self.session or _session()) if answer == 200 and "grants" in url else b""
-                return Response(answer, {}, body, tls=self.tls)
-        raise AssertionError(f"unexpected URL {url}")
+def fake(
+    answers: dict[str, int | TransportError], *, tls: tuple[str, ...] = (), grant_body: bytes | None = None
+) -> ByPrefix:
+    """A transport answering by URL prefix; a grant's 200 carries a session-like answer."""
+    return ByPrefix(answers=answers, tls=tls, grant_body=grant_body if grant_body is not None else _session())
 
 
 def _session() -> bytes:
@@ -94,7 +72,7 @@ def resolver(names: dict[str, list[str]] | None = None) -> object:
 
 
 def _check(
-    config: Config, transport: FakeTransport, names: dict[str, list[str]], key: object = KEY
+    config: Config, transport: ByPrefix, names: dict[str, list[str]], key: object = KEY
 ) -> tuple[int, str]:
     def read_key(path: Path) -> str:
         if isinstance(key, Exception):
@@ -115,7 +93,7 @@ ALL_NAMES = {
 
 def test_all_reachable_direct_exits_zero_and_never_prints_the_key() -> None:
     """Both endpoints answer directly: exit 0, routes explained, the key sent but not printed."""
-    transport = FakeTransport({"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400})
+    transport = fake({"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400})
     code, out = _check(Config(), transport, ALL_NAMES)
     assert code == 0
     assert KEY not in out
@@ -133,9 +111,9 @@ def test_all_reachable_direct_exits_zero_and_never_prints_the_key() -> None:
 def test_a_node_setting_that_disagrees_with_the_key_fails_the_check() -> None:
     """keysvc says the key is for another node: the keysvc check fails and names NODELOGS_NODE."""
     session = json.loads(_session()) | {"cluster": "prod", "node": "ip-10-0-0-2", "region": "eu"}
-    transport = FakeTransport(
+    transport = fake(
         {"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400},
-        session=json.dumps(session).encode(),
+        grant_body=json.dumps(session).encode(),
     )
     code, out = _check(Config(), transport, ALL_NAMES)
     assert code == 1
@@ -146,7 +124,7 @@ def test_a_node_setting_that_disagrees_with_the_key_fails_the_check() -> None:
 def test_routes_name_the_proxy_and_the_no_proxy_entry() -> None:
     """keysvc goes direct because of a NO_PROXY entry, the bucket via the proxy, whose password is hidden."""
     env = {"HTTPS_PROXY": "http://agent:hunter2@proxy:3128", "no_proxy": ".internal"}
-    transport = FakeTransport({"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400})
+    transport = fake({"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400})
     code, out = _check(Config(env=env), transport, ALL_NAMES)
     assert code == 0
     assert "direct (no_proxy entry '.internal' matched keysvc.internal:443)" in out
@@ -157,7 +135,7 @@ def test_routes_name_the_proxy_and_the_no_proxy_entry() -> None:
 
 def test_unreachable_bucket_exits_nonzero_with_a_fix() -> None:
     """A refused direct connection to the bucket makes the check fail and suggests a proxy."""
-    transport = FakeTransport(
+    transport = fake(
         {
             "https://keysvc.internal/": 200,
             "https://storage.googleapis.com/": ConnectError(
@@ -174,7 +152,7 @@ def test_unreachable_bucket_exits_nonzero_with_a_fix() -> None:
 
 def test_unresolvable_host_is_reported_without_connecting() -> None:
     """A name that does not resolve fails the check before any request is sent to it."""
-    transport = FakeTransport({"https://storage.googleapis.com/": 400})
+    transport = fake({"https://storage.googleapis.com/": 400})
     code, out = _check(Config(), transport, {"storage.googleapis.com": ["142.250.1.1"]})
     assert code == 1
     assert "host keysvc.internal: FAILED (Name or service not known)" in out
@@ -185,7 +163,7 @@ def test_unresolvable_host_is_reported_without_connecting() -> None:
 def test_proxy_refusing_the_tunnel_suggests_connect_rules_and_no_proxy() -> None:
     """A ProxyError says to check the proxy's CONNECT rules and credentials, or NO_PROXY."""
     env = {"HTTPS_PROXY": "http://proxy:3128"}
-    transport = FakeTransport(
+    transport = fake(
         {
             "https://keysvc.internal/": ProxyError("proxy http://proxy:3128 refused the CONNECT tunnel: 403"),
             "https://storage.googleapis.com/": 400,
@@ -200,7 +178,7 @@ def test_proxy_refusing_the_tunnel_suggests_connect_rules_and_no_proxy() -> None
 def test_http_proxy_wanting_credentials_is_unreachable() -> None:
     """Through an http:// proxy a 407 answer means the proxy, not the endpoint, answered."""
     config = Config(endpoint="http://keysvc.example:8080", env={"HTTP_PROXY": "proxy:3128"})
-    transport = FakeTransport({"http://keysvc.example:8080/": 407, "https://storage.googleapis.com/": 400})
+    transport = fake({"http://keysvc.example:8080/": 407, "https://storage.googleapis.com/": 400})
     code, out = _check(config, transport, {**ALL_NAMES, "keysvc.example": ["10.1.1.1"]})
     assert code == 1
     assert "HTTP 407: the proxy refused the credentials, or wants some" in out
@@ -210,7 +188,7 @@ def test_http_proxy_wanting_credentials_is_unreachable() -> None:
 
 def test_refused_key_fails_the_check() -> None:
     """keysvc answering 401 to a key makes the check fail with what to do."""
-    transport = FakeTransport({"https://keysvc.internal/": 401, "https://storage.googleapis.com/": 400})
+    transport = fake({"https://keysvc.internal/": 401, "https://storage.googleapis.com/": 400})
     code, out = _check(Config(), transport, ALL_NAMES)
     assert code == 1
     assert "keysvc refused the key" in out
@@ -219,7 +197,7 @@ def test_refused_key_fails_the_check() -> None:
 
 def test_absent_key_still_checks_the_route() -> None:
     """Without a key file the check probes keysvc without Authorization and passes on a 401."""
-    transport = FakeTransport({"https://keysvc.internal/": 401, "https://storage.googleapis.com/": 400})
+    transport = fake({"https://keysvc.internal/": 401, "https://storage.googleapis.com/": 400})
     code, out = _check(
         Config(), transport, ALL_NAMES, key=KeyUnavailable("key file /etc/nodelogs/key is absent")
     )
@@ -230,7 +208,7 @@ def test_absent_key_still_checks_the_route() -> None:
 
 def test_insecure_key_file_fails_the_check() -> None:
     """A key file readable by others fails the check with the key file's own message."""
-    transport = FakeTransport({"https://keysvc.internal/": 401, "https://storage.googleapis.com/": 400})
+    transport = fake({"https://keysvc.internal/": 401, "https://storage.googleapis.com/": 400})
     problem = KeyFileInsecure("key file /etc/nodelogs/key has mode 0644; run `chmod 600 /etc/nodelogs/key`")
     code, out = _check(Config(), transport, ALL_NAMES, key=problem)
     assert code == 1
@@ -242,7 +220,7 @@ def test_insecure_key_file_fails_the_check() -> None:
 )
 def test_keysvc_error_answers_fail_with_a_hint(status: int, needle: str) -> None:
     """404, 400 and 5xx from keysvc are reachable but fail the check, each with its hint."""
-    transport = FakeTransport({"https://keysvc.internal/": status, "https://storage.googleapis.com/": 400})
+    transport = fake({"https://keysvc.internal/": status, "https://storage.googleapis.com/": 400})
     code, out = _check(Config(), transport, ALL_NAMES)
     assert code == 1
     assert needle in out
@@ -281,7 +259,7 @@ def test_keysvc_error_answers_fail_with_a_hint(status: int, needle: str) -> None
 )
 def test_each_proxy_failure_gets_its_one_fix(env: dict[str, str], problem: Exception, fix: str) -> None:
     """An untrusted proxy certificate, a 407, a SOCKS auth failure and a refusal each get their own fix."""
-    transport = FakeTransport({"https://keysvc.internal/": problem, "https://storage.googleapis.com/": 400})
+    transport = fake({"https://keysvc.internal/": problem, "https://storage.googleapis.com/": 400})
     code, out = _check(Config(env=env), transport, ALL_NAMES)
     assert code == 1
     keysvc_part = out.split("bucket:", 1)[0]
@@ -293,7 +271,7 @@ def test_each_proxy_failure_gets_its_one_fix(env: dict[str, str], problem: Excep
 def test_socks5h_route_says_the_proxy_resolves_the_name() -> None:
     """Through socks5h:// the check names the SOCKS5 proxy and says the proxy resolves the target."""
     env = {"HTTPS_PROXY": "socks5h://proxy:1080"}
-    transport = FakeTransport({"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400})
+    transport = fake({"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400})
     code, out = _check(Config(env=env), transport, ALL_NAMES)
     assert code == 0
     assert "via SOCKS5 proxy socks5h://proxy:1080 (HTTPS_PROXY applies" in out
@@ -308,9 +286,7 @@ def test_tls_lines_of_the_answer_are_printed() -> None:
         "proxy proxy:3128: TLSv1.3, certificate verified",
         "target keysvc.internal:443: TLSv1.3, certificate verified",
     )
-    transport = FakeTransport(
-        {"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400}, tls=tls
-    )
+    transport = fake({"https://keysvc.internal/": 200, "https://storage.googleapis.com/": 400}, tls=tls)
     code, out = _check(Config(env=env), transport, ALL_NAMES)
     assert code == 0
     assert "via HTTPS (TLS to the proxy) proxy https://proxy:3128" in out

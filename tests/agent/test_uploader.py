@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 
 import pytest
 
@@ -19,31 +18,7 @@ from agent.keyfile import NodeKey
 from agent.transport import Response
 from agent.uploader import Grant, KeysvcClient, put_chunk, retrying
 from keysvc.wire import keyformat
-
-
-class Scripted:
-    """Answers requests from a script of Responses or exceptions, recording what was sent."""
-
-    def __init__(self, *answers: Response | Exception) -> None:
-        self.answers = list(answers)
-        self.sent: list[tuple[str, str, Mapping[str, str], bytes | None]] = []
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float | None = None,
-    ) -> Response:
-        """Pop the next scripted answer."""
-        self.sent.append((method, url, dict(headers or {}), body))
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
+from tests.agent.fakes import Scripted
 
 KEY = keyformat.mint()
 GRANT = Grant(
