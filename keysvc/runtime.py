@@ -7,7 +7,9 @@ builds the URL signer; entry points (the CLI, ``keysvc serve``, the event consum
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from keysvc.config import Settings
 from keysvc.core.clock import Clock, SystemClock
@@ -19,19 +21,26 @@ from keysvc.service.ports import UrlSigner
 from keysvc.store import open_store
 
 
-def load_settings(config: str | None = None, state_dir: str | None = None) -> Settings:
-    """Read settings from ``--config`` (else ``$KEYSVC_CONFIG``) and the environment; ``--state-dir`` wins."""
-    settings = Settings.load(Path(config) if config else None)
+def load_settings(
+    config: str | None = None, state_dir: str | None = None, flags: Mapping[str, Any] | None = None
+) -> Settings:
+    """Resolve settings: ``flags`` (``--state-dir`` is ``state.dir``), environment, file, defaults."""
+    merged = dict(flags or {})
     if state_dir:
-        settings = settings.with_env({"KEYSVC_STATE_DIR": state_dir})
-    return settings
+        merged["state.dir"] = Path(state_dir)
+    return Settings.load(Path(config) if config else None, flags=merged)
 
 
-def open_service(settings: Settings, *, clock: Clock | None = None) -> KeyService:
-    """Open and migrate the store, load or generate the audit signing key, and build the key service."""
-    store = open_store(settings.state.database)
+def open_service(settings: Settings, *, clock: Clock | None = None, create: bool = False) -> KeyService:
+    """Open the store and the audit signing key, and build the key service.
+
+    Only ``create=True`` (``serve``, ``db migrate``, ``keys issue``) may create a database or a signing
+    key; every other caller gets :class:`~keysvc.errors.StateMissing` naming what does not exist.
+    """
+    store = open_store(settings.state.database, create=create)
     try:
-        signer = audit_signing.load_or_create(settings.state.audit_signing_key)
+        key_path = settings.state.audit_signing_key
+        signer = audit_signing.load_or_create(key_path) if create else audit_signing.load(key_path)
         return KeyService(
             store,
             signer,

@@ -88,7 +88,7 @@ def run_serve(args: argparse.Namespace) -> int:
     graceful = (
         args.graceful_seconds if args.graceful_seconds is not None else settings.server.graceful_seconds
     )
-    service = open_service(settings)
+    service = open_service(settings, create=True)
     try:
         service.audit.check_signer()
     except BaseException:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Security
 from fastapi.security import HTTPBearer
 
 from keysvc.core.models import AuditRecord, EventType, KeyRecord, KeyState
+from keysvc.core.timefmt import rfc3339, rfc3339_or_none
 from keysvc.errors import AuditIntegrityError
 from keysvc.files.credentials import Credential
 from keysvc.http.auth import requires
@@ -38,14 +39,14 @@ def key_out(rec: KeyRecord) -> KeyOut:
         instance=rec.instance,
         region=rec.region,
         operation_id=rec.operation_id,
-        started_at=rec.started_at,
-        issued_at=rec.issued_at,
-        expires_at=rec.expires_at,
+        started_at=rfc3339(rec.started_at),
+        issued_at=rfc3339(rec.issued_at),
+        expires_at=rfc3339(rec.expires_at),
         state=rec.state.value,
-        ended_at=rec.ended_at,
+        ended_at=rfc3339_or_none(rec.ended_at),
         end_reason=rec.end_reason,
         uses=rec.uses,
-        last_used_at=rec.last_used_at,
+        last_used_at=rfc3339_or_none(rec.last_used_at),
     )
 
 
@@ -54,7 +55,8 @@ def audit_out(record: AuditRecord) -> AuditOut:
     event = record.event
     return AuditOut(
         seq=record.seq,
-        at=event.at,
+        at=rfc3339(event.at),
+        at_unix=event.at,
         event=event.event.value,
         key_id=event.key_id,
         cluster=event.cluster,
