@@ -48,6 +48,7 @@ Example ``keysvc.toml``::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -238,6 +239,11 @@ class Settings:
             raise ConfigError("server.max_chunk_bytes must be positive and max_body_bytes at least 1024")
         if (self.server.tls_cert_file is None) != (self.server.tls_key_file is None):
             raise ConfigError("server.tls_cert_file and server.tls_key_file must be set together")
+        for entry in self.server.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"server.trusted_proxies: {entry!r} is not an IP address or CIDR") from exc
         if not self.regions:
             raise ConfigError("at least one region must be configured")
         scheme = self.state.database.split("://", 1)[0]

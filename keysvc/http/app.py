@@ -7,6 +7,8 @@ runs them in its thread pool, and the store is thread-safe.
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +23,7 @@ from keysvc.files.credentials import CredentialFile
 from keysvc.http import admin, errors, ingest, nodes
 from keysvc.http.auth import Guard
 from keysvc.http.context import Context
+from keysvc.http.forwarded import ForwardedClients, parse_networks
 from keysvc.http.gate import RequestGate
 from keysvc.http.ratelimit import FailureLimiter
 from keysvc.http.responses import documented
@@ -41,6 +44,7 @@ def create_app(
     clock: Clock | None = None,
     limiter: FailureLimiter | None = None,
     metrics: Metrics | None = None,
+    access_log: Any = None,
 ) -> FastAPI:
     """Build the keysvc HTTP application around open services."""
     clock = clock if clock is not None else SystemClock()
@@ -78,7 +82,10 @@ def create_app(
         grant_path=ingest.GRANT_PATH,
         # The routers' own routes carry their path templates (included routers are wrapped).
         routes=[route for router in routers for route in router.routes],
+        access_log=access_log,
     )
+    # Added last, so outermost: every layer below sees the real client behind trusted proxies.
+    app.add_middleware(ForwardedClients, trusted=parse_networks(settings.server.trusted_proxies))
     _install_error_handlers(app)
     return app
 
