@@ -17,7 +17,7 @@ from keysvc.files import audit_signing
 from keysvc.gcs.url_signing import GcsUrlSigner
 from keysvc.service.ingest import GrantPolicy, IngestService
 from keysvc.service.keys import KeyService
-from keysvc.service.ports import UrlSigner
+from keysvc.service.ports import KeyObserver, UrlSigner
 from keysvc.store import open_store
 
 
@@ -31,7 +31,13 @@ def load_settings(
     return Settings.load(Path(config) if config else None, flags=merged)
 
 
-def open_service(settings: Settings, *, clock: Clock | None = None, create: bool = False) -> KeyService:
+def open_service(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    create: bool = False,
+    observer: KeyObserver | None = None,
+) -> KeyService:
     """Open the store and the audit signing key, and build the key service.
 
     Only ``create=True`` (``serve``, ``db migrate``, ``keys issue``) may create a database or a signing
@@ -47,6 +53,7 @@ def open_service(settings: Settings, *, clock: Clock | None = None, create: bool
             clock if clock is not None else SystemClock(),
             regions=settings.regions,
             key_ttl_seconds=settings.state.key_ttl_seconds,
+            observer=observer,
         )
     except BaseException:
         store.close()

@@ -19,6 +19,7 @@ import structlog
 from keysvc import logging_setup
 from keysvc.config import Settings
 from keysvc.errors import Unavailable
+from keysvc.metrics import Metrics
 from keysvc.runtime import load_settings
 from keysvc.service.keys import KeyService
 
@@ -56,7 +57,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_serve)
 
 
-def _build_app(args: argparse.Namespace, settings: Settings, service: KeyService) -> Any:
+def _build_app(args: argparse.Namespace, settings: Settings, service: KeyService, metrics: Metrics) -> Any:
     """The HTTP application over ``service``, with the URL signer and the failed-login limiter."""
     from keysvc.errors import SigningError  # noqa: PLC0415
     from keysvc.files.credentials import CredentialFile  # noqa: PLC0415
@@ -79,6 +80,7 @@ def _build_app(args: argparse.Namespace, settings: Settings, service: KeyService
         CredentialFile(server.credentials_file),
         limiter=FailureLimiter(burst=server.auth_burst, per_second=server.auth_refill_per_second),
         access_log=logging_setup.access_logger() if args.access_log else None,
+        metrics=metrics,
     )
 
 
@@ -141,17 +143,18 @@ def run_serve(args: argparse.Namespace) -> int:
     log = structlog.get_logger()
     settings = load_settings(args.config, args.state_dir, serve_flags(args))
     sock = listen_socket(settings.server.host, settings.server.port)
-    service = open_service(settings, create=True)
+    metrics = Metrics()
+    service = open_service(settings, create=True, observer=metrics)
     stop = threading.Event()
-    sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop)
+    sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop, on_sweep=metrics.swept)
     try:
         service.audit.check_signer()
-        server = _uvicorn_server(_build_app(args, settings, service), settings)
+        server = _uvicorn_server(_build_app(args, settings, service, metrics), settings)
         sweeper.start()
         if settings.events.in_serve and settings.events.queue_url:
             from keysvc.aws.sqs_consumer import start_consumer_thread  # noqa: PLC0415
 
-            start_consumer_thread(service, settings.events, stop)
+            start_consumer_thread(service, settings.events, stop, observer=metrics)
         log.info(
             "serving",
             host=settings.server.host,

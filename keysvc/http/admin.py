@@ -99,9 +99,9 @@ def router(ctx: Context) -> APIRouter:
         summary="Revoke one key",
     )
     def revoke_key(key_id: str, body: RevokeKeyRequest, caller: Credential = revoker) -> RevokedResponse:
-        revoked = ctx.keys.revoke(reason=body.reason, actor=f"credential:{caller.name}", key_id=key_id)
-        if revoked:
-            ctx.metrics.revocations.inc("admin", amount=len(revoked))
+        revoked = ctx.keys.revoke(
+            reason=body.reason, actor=f"credential:{caller.name}", key_id=key_id, channel="admin"
+        )
         return RevokedResponse(revoked=revoked)
 
     @api.post(
@@ -113,7 +113,9 @@ def router(ctx: Context) -> APIRouter:
     def revocations(body: RevocationRequest, caller: Credential = revoker) -> RevokedResponse:
         actor = f"credential:{caller.name}"
         if body.node is not None and body.cluster is not None:
-            revoked = revoke_node(ctx, reason=body.reason, actor=actor, cluster=body.cluster, node=body.node)
+            revoked = revoke_node(
+                ctx, reason=body.reason, actor=actor, cluster=body.cluster, node=body.node, channel="admin"
+            )
         else:
             revoked = ctx.keys.revoke(
                 reason=body.reason,
@@ -121,9 +123,8 @@ def router(ctx: Context) -> APIRouter:
                 key_id=body.key_id,
                 cluster=body.cluster,
                 instance=body.instance,
+                channel="admin",
             )
-        if revoked:
-            ctx.metrics.revocations.inc("admin", amount=len(revoked))
         return RevokedResponse(revoked=revoked)
 
     return api
@@ -157,7 +158,9 @@ def audit_router(ctx: Context) -> APIRouter:
         try:
             report = ctx.keys.audit.verify()
         except AuditIntegrityError as exc:
+            ctx.metrics.audit_chain_ok.set(0)
             return VerifyOut(ok=False, detail={"problem": str(exc)})
+        ctx.metrics.audit_chain_ok.set(1)
         return VerifyOut(
             ok=True,
             detail={"records": report.records, "head_seq": report.head_seq, "signers": list(report.signers)},
@@ -166,6 +169,8 @@ def audit_router(ctx: Context) -> APIRouter:
     return api
 
 
-def revoke_node(ctx: Context, *, reason: str, actor: str, cluster: str, node: str) -> list[str]:
+def revoke_node(
+    ctx: Context, *, reason: str, actor: str, cluster: str, node: str, channel: str = "admin"
+) -> list[str]:
     """Revoke every live key of one node of one cluster, in one transaction."""
-    return ctx.keys.revoke(reason=reason, actor=actor, cluster=cluster, node=node)
+    return ctx.keys.revoke(reason=reason, actor=actor, cluster=cluster, node=node, channel=channel)

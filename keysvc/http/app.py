@@ -49,6 +49,9 @@ def create_app(
     """Build the keysvc HTTP application around open services."""
     clock = clock if clock is not None else SystemClock()
     metrics = metrics if metrics is not None else Metrics()
+    if keys.observer is None:
+        keys.observer = metrics
+    metrics.watch_store(keys.stats)
     limiter = limiter if limiter is not None else FailureLimiter()
     guard = Guard(
         ingest_service, keys.audit, credentials=credentials, limiter=limiter, clock=clock, metrics=metrics

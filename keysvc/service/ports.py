@@ -129,3 +129,23 @@ class UrlSigner(Protocol):
     def check_ready(self) -> None:
         """Raise :class:`SigningError` when no URL can be signed right now."""
         ...
+
+
+class KeyObserver(Protocol):
+    """Told about every revocation and expiry the key service commits (metrics listen here)."""
+
+    def revoked(self, channel: str, count: int) -> None:
+        """``count`` keys were revoked through ``channel`` (superseded, terminated, admin, events, ...)."""
+        ...
+
+    def expired(self, count: int) -> None:
+        """``count`` keys were expired by a sweep."""
+        ...
+
+
+class EventObserver(Protocol):
+    """Told what the termination-event consumer does with each message (metrics listen here)."""
+
+    def event(self, outcome: str, age_seconds: float | None) -> None:
+        """One message handled: ``outcome`` is revoked, ignored, malformed or failed."""
+        ...
