@@ -55,6 +55,7 @@ COMMAND_MODULES = (
     "keysvc.commands.logs",
     "keysvc.commands.demo",
     "keysvc.commands.config",
+    "keysvc.commands.monitoring",
     "keysvc.commands.completion",
 )
 

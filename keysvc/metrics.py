@@ -18,6 +18,7 @@ Exposed at ``GET /metrics`` (and by ``keysvc events consume --metrics-port``)::
     keysvc_live_keys                                   live, unexpired keys in the store (read at scrape)
     keysvc_audit_head_seq                              the signed audit head's sequence number (at scrape)
     keysvc_audit_chain_ok                              1 after a verification passed, 0 after one failed
+    keysvc_ready                                       1 when /readyz would answer 200 (at scrape)
     keysvc_http_request_duration_seconds{method,route,status}   request latency histogram
     process_*, python_*                                the process: CPU, memory, open fds, start time, GC
 
@@ -179,6 +180,10 @@ class Metrics:
         """Read ``(live keys, audit head seq)`` from the store at every scrape."""
         self.registry.register(_StoreCollector(stats))
 
+    def watch_readiness(self, check: Callable[[], None]) -> None:
+        """``keysvc_ready``: 1 when ``check()`` returns at scrape time, 0 when it raises a keysvc error."""
+        self.registry.register(_ReadyCollector(check))
+
     def render(self) -> str:
         """The whole exposition document."""
         return prometheus_client.generate_latest(self.registry).decode("utf-8")
@@ -206,3 +211,26 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "keysvc_audit_head_seq", "Sequence number of the signed audit head.", value=head
         )
+
+
+class _ReadyCollector(Collector):
+    """``keysvc_ready``, what ``/readyz`` would answer, evaluated at scrape."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self._check = check
+
+    def describe(self) -> list[Any]:
+        """Nothing up front (describing would run the check at registration)."""
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Yield 1 when ready, else 0."""
+        from keysvc.errors import KeysvcError  # noqa: PLC0415
+
+        try:
+            self._check()
+        except KeysvcError:
+            ready = 0
+        else:
+            ready = 1
+        yield GaugeMetricFamily("keysvc_ready", "1 when the store and the URL signer are ready.", value=ready)

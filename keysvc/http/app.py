@@ -52,6 +52,12 @@ def create_app(
     if keys.observer is None:
         keys.observer = metrics
     metrics.watch_store(keys.stats)
+
+    def ready() -> None:
+        keys.check_ready()
+        ingest_service.check_ready()
+
+    metrics.watch_readiness(ready)
     limiter = limiter if limiter is not None else FailureLimiter()
     guard = Guard(
         ingest_service, keys.audit, credentials=credentials, limiter=limiter, clock=clock, metrics=metrics
