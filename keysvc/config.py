@@ -31,7 +31,9 @@ Example ``keysvc.toml``::
     tls_key_file = ""
 
     [gcs]
-    service_account_file = "/etc/keysvc/service-account.json"
+    signer = "key_file"             # or "iam": Application Default Credentials + IAM signBlob, no key file
+    service_account_file = "/etc/keysvc/service-account.json"   # for key_file
+    service_account_email = ""      # for iam; empty: the metadata server's default service account
     endpoint = ""                   # empty: real GCS; else an emulator such as http://127.0.0.1:4443
 
     [regions.eu]
@@ -109,6 +111,10 @@ class GcsConfig:
 
     service_account_file: Path = Path(DEFAULT_STATE_DIR) / "service-account.json"
     endpoint: str = ""
+    signer: str = "key_file"  # or "iam": metadata-server token + IAM Credentials signBlob, no key file
+    service_account_email: str = ""  # for "iam"; empty: the metadata server's default account
+    metadata_endpoint: str = "http://metadata.google.internal"
+    iam_endpoint: str = "https://iamcredentials.googleapis.com"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,13 +257,23 @@ class Settings:
             raise ConfigError("state.database must start with sqlite:// or postgresql://")
         for region in self.regions.values():
             _check_region(region)
-        gcs = self.gcs
-        if gcs.endpoint:
-            endpoint, problem = bucketnames.normalised_endpoint(gcs.endpoint)
-            if problem:
-                raise ConfigError(f"gcs.endpoint {gcs.endpoint!r} {problem}")
-            gcs = replace(gcs, endpoint=endpoint)
+        gcs = _checked_gcs(self.gcs)
         return replace(self, gcs=gcs) if gcs != self.gcs else self
+
+
+def _checked_gcs(gcs: GcsConfig) -> GcsConfig:
+    """The [gcs] section checked, with a default port dropped from its endpoint."""
+    if gcs.signer not in {"key_file", "iam"}:
+        raise ConfigError(f"gcs.signer must be key_file or iam, not {gcs.signer!r}")
+    for name in ("metadata_endpoint", "iam_endpoint"):
+        if not getattr(gcs, name).startswith(("http://", "https://")):
+            raise ConfigError(f"gcs.{name} must be an http:// or https:// URL")
+    if not gcs.endpoint:
+        return gcs
+    endpoint, problem = bucketnames.normalised_endpoint(gcs.endpoint)
+    if problem:
+        raise ConfigError(f"gcs.endpoint {gcs.endpoint!r} {problem}")
+    return replace(gcs, endpoint=endpoint)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

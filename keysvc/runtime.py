@@ -14,6 +14,7 @@ from typing import Any
 from keysvc.config import Settings
 from keysvc.core.clock import Clock, SystemClock
 from keysvc.files import audit_signing
+from keysvc.gcs.iam_signing import IamClient, IamUrlSigner
 from keysvc.gcs.url_signing import GcsUrlSigner
 from keysvc.service.ingest import GrantPolicy, IngestService
 from keysvc.service.keys import KeyService
@@ -60,9 +61,17 @@ def open_service(
         raise
 
 
-def url_signer(settings: Settings) -> GcsUrlSigner:
-    """The configured V4 URL signer (it loads its key lazily, on first use or ``check_ready``)."""
-    return GcsUrlSigner(settings.gcs.service_account_file, settings.gcs.endpoint)
+def url_signer(settings: Settings) -> UrlSigner:
+    """The configured V4 URL signer: a key file (loaded lazily), or IAM signBlob with no key file."""
+    gcs = settings.gcs
+    if gcs.signer == "iam":
+        client = IamClient(
+            email=gcs.service_account_email,
+            metadata_endpoint=gcs.metadata_endpoint,
+            iam_endpoint=gcs.iam_endpoint,
+        )
+        return IamUrlSigner(client, gcs.endpoint)
+    return GcsUrlSigner(gcs.service_account_file, gcs.endpoint)
 
 
 def open_ingest(
@@ -70,15 +79,17 @@ def open_ingest(
 ) -> IngestService:
     """Build the ingest service over the key service's store and audit trail."""
     server = settings.server
+    signer = signer if signer is not None else url_signer(settings)
     return IngestService(
         keys.store,
         keys.audit,
         clock if clock is not None else SystemClock(),
-        signer=signer if signer is not None else url_signer(settings),
+        signer=signer,
         regions=settings.regions,
         policy=GrantPolicy(
             url_ttl_seconds=server.url_ttl_seconds,
             max_chunk_bytes=server.max_chunk_bytes,
             max_objects_per_grant=server.max_objects_per_grant,
+            sign_concurrency=int(getattr(signer, "concurrency", 1)),
         ),
     )

@@ -38,7 +38,6 @@ from botocore.parsers import ResponseParserError
 from keysvc.aws.events import ACTOR, Ignored, LifecycleAction, Termination, parse_message
 from keysvc.config import EventsConfig
 from keysvc.errors import ConfigError, EventError, KeysvcError
-from keysvc.service.ports import EventObserver
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -56,6 +55,14 @@ class Revoker(Protocol):
 
     def revoke(self, *, reason: str, actor: str, instance: str) -> Sequence[str]:
         """Revoke every live key of ``instance``, commit, and return the revoked key ids."""
+        ...
+
+
+class EventObserver(Protocol):
+    """Told what the consumer did with each message (keysvc's metrics listen here)."""
+
+    def event(self, outcome: str, age_seconds: float | None) -> None:
+        """One message handled: ``outcome`` is revoked, ignored, malformed or failed."""
         ...
 
 

@@ -48,16 +48,7 @@ def create_app(
 ) -> FastAPI:
     """Build the keysvc HTTP application around open services."""
     clock = clock if clock is not None else SystemClock()
-    metrics = metrics if metrics is not None else Metrics()
-    if keys.observer is None:
-        keys.observer = metrics
-    metrics.watch_store(keys.stats)
-
-    def ready() -> None:
-        keys.check_ready()
-        ingest_service.check_ready()
-
-    metrics.watch_readiness(ready)
+    metrics = _observed(metrics if metrics is not None else Metrics(), keys, ingest_service)
     limiter = limiter if limiter is not None else FailureLimiter()
     guard = Guard(
         ingest_service, keys.audit, credentials=credentials, limiter=limiter, clock=clock, metrics=metrics
@@ -97,6 +88,20 @@ def create_app(
     app.add_middleware(ForwardedClients, trusted=parse_networks(settings.server.trusted_proxies))
     _install_error_handlers(app)
     return app
+
+
+def _observed(metrics: Metrics, keys: KeyService, ingest_service: IngestService) -> Metrics:
+    """Let ``metrics`` hear the key service (unless it has an observer) and read the store and readiness."""
+    if keys.observer is None:
+        keys.observer = metrics
+    metrics.watch_store(keys.stats)
+
+    def ready() -> None:
+        keys.check_ready()
+        ingest_service.check_ready()
+
+    metrics.watch_readiness(ready)
+    return metrics
 
 
 def _ops_router(keys: KeyService, ingest_service: IngestService, metrics: Metrics) -> APIRouter:

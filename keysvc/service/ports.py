@@ -141,11 +141,3 @@ class KeyObserver(Protocol):
     def expired(self, count: int) -> None:
         """``count`` keys were expired by a sweep."""
         ...
-
-
-class EventObserver(Protocol):
-    """Told what the termination-event consumer does with each message (metrics listen here)."""
-
-    def event(self, outcome: str, age_seconds: float | None) -> None:
-        """One message handled: ``outcome`` is revoked, ignored, malformed or failed."""
-        ...
