@@ -74,7 +74,8 @@ def main() -> None:
                 i_wall, i_cpu = grant_cost(iam, urls, args.grants, parallel=urls > 1)
                 print(
                     f"  {urls} URL(s): key file {k_wall:6.2f} / {k_cpu:6.2f}   "
-                    f"signBlob (loopback) {i_wall:6.2f} / {i_cpu:6.2f}   token fetches {iam.client.token_fetches}"
+                    f"signBlob (loopback) {i_wall:6.2f} / {i_cpu:6.2f}   "
+                    f"token fetches {iam.client.token_fetches}"
                 )
         finally:
             assert server.stdin is not None
