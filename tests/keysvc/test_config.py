@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from keysvc.config import Settings
 from keysvc.errors import ConfigError
+from keysvc.gcs.url_signing import GcsUrlSigner, new_service_account_file
+from tests.signed_urls import public_key_of, verify_v4
 
 
 def test_defaults_are_the_embedded_sqlite() -> None:
@@ -206,3 +209,25 @@ def test_a_default_port_in_the_gcs_endpoint_is_dropped() -> None:
     for bad in ("storage.googleapis.com", "https://storage.googleapis.com/b", "https://u:p@h"):
         with pytest.raises(ConfigError, match=r"gcs\.endpoint"):
             Settings.load(environ={"KEYSVC_GCS_ENDPOINT": bad})
+
+
+def test_urls_for_the_normalised_endpoint_are_signed_for_the_host_clients_send(tmp_path: Path) -> None:
+    """With :443 dropped, the signed Host is the one HTTP clients send; with it kept, it would not be."""
+    account = tmp_path / "sa.json"
+    new_service_account_file(account, email="k@p.iam.gserviceaccount.com")
+    headers = {"content-type": "application/gzip"}
+
+    def url_for(endpoint: str) -> str:
+        return GcsUrlSigner(account, endpoint).sign_put(
+            bucket="nodelogs-eu",
+            object_name="a/b.gz",
+            headers=headers,
+            signed_at=1_800_000_000,
+            expires_in=60,
+        )
+
+    raw = "https://storage.googleapis.com:443"
+    assert urllib.parse.urlsplit(url_for(raw)).netloc == "storage.googleapis.com:443"  # the trap
+    settings = Settings.load(environ={"KEYSVC_GCS_ENDPOINT": raw})
+    signed = verify_v4(url_for(settings.gcs.endpoint), "PUT", headers, public_key_of(account))
+    assert signed.host == "storage.googleapis.com"
