@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from keysvc.config import Settings
+from keysvc.config import ENV_VARS, Settings
 from keysvc.errors import ConfigError
 from keysvc.gcs.url_signing import GcsUrlSigner, new_service_account_file
 from tests.signed_urls import public_key_of, verify_v4
@@ -231,3 +231,15 @@ def test_urls_for_the_normalised_endpoint_are_signed_for_the_host_clients_send(t
     settings = Settings.load(environ={"KEYSVC_GCS_ENDPOINT": raw})
     signed = verify_v4(url_for(settings.gcs.endpoint), "PUT", headers, public_key_of(account))
     assert signed.host == "storage.googleapis.com"
+
+
+def test_readme_names_every_setting_and_its_variable() -> None:
+    """README's settings table lists every setting of keysvc.config with its environment variable."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- section:configuration -->", 1)[1].split("<!-- /section:configuration -->")[0]
+    missing = [
+        f"{section_name}.{key} / {var}"
+        for (section_name, key), var in ENV_VARS.items()
+        if f"`{var}`" not in section or f"{section_name}.{key}" not in section
+    ]
+    assert missing == []
