@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML config file (default: $KEYSVC_CONFIG, else built-in defaults)")
     parser.add_argument(
         "--state-dir",
-        help="directory for the SQLite database and signing keys (default: $KEYSVC_STATE_DIR, else ./.state)",
+        help="where the database, audit key, credentials and service-account files default to, when not "
+        "configured otherwise (state.dir; default: $KEYSVC_STATE_DIR, else ./.state)",
     )
     parser.add_argument(
         "--log-level",

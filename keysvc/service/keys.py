@@ -53,6 +53,39 @@ def _text(field: str, value: object, max_len: int = MAX_TEXT) -> str:
     return value
 
 
+def _key_id_of(key: object) -> str:
+    parsed = keyformat.parse(key) if isinstance(key, str) else None
+    if parsed is None or isinstance(parsed, Failure):
+        raise InvalidInput("the key is not a well-formed nodelogs key")
+    return parsed.value.key_id
+
+
+def render_user_data(
+    form: str,
+    key: str,
+    where: Region,
+    *,
+    cluster: str,
+    node: str,
+    endpoint: str | None,
+    sources: Sequence[str],
+    known: KeyRecord | None,
+) -> str:
+    """User data for ``key``; a key the store knows (``known``) must be for this cluster, node, region."""
+    _key_id_of(key)
+    wanted = (ids.cluster_id(cluster), ids.node_id(node), ids.region(where.name))
+    if known is not None and (known.cluster, known.node, known.region) != wanted:
+        raise InvalidInput(f"key {known.key_id} was issued for another cluster, node or region")
+    agent = userdata.AgentSettings(
+        endpoint=endpoint if endpoint is not None else where.endpoint,
+        cluster=wanted[0],
+        node=wanted[1],
+        region=wanted[2],
+        sources=tuple(sources),
+    )
+    return userdata.render(form, key, agent)
+
+
 def _channel(actor: str) -> str:
     """A revocation's metrics channel, from its actor: ``aws:events``, ``cli:<user>``, else ``api``."""
     if actor.startswith("aws:"):
@@ -207,22 +240,11 @@ class KeyService:
         node would start an agent whose every grant is refused.
         """
         where = self.region(region)
-        parsed = keyformat.parse(key) if isinstance(key, str) else None
-        if parsed is None or isinstance(parsed, Failure):
-            raise InvalidInput("the key is not a well-formed nodelogs key")
         with self.store.read() as reader:
-            rec = reader.get_key(parsed.value.key_id)
-        wanted = (ids.cluster_id(cluster), ids.node_id(node), ids.region(region))
-        if rec is not None and (rec.cluster, rec.node, rec.region) != wanted:
-            raise InvalidInput(f"key {rec.key_id} was issued for another cluster, node or region")
-        agent = userdata.AgentSettings(
-            endpoint=endpoint if endpoint is not None else where.endpoint,
-            cluster=wanted[0],
-            node=wanted[1],
-            region=wanted[2],
-            sources=tuple(sources),
+            rec = reader.get_key(_key_id_of(key))
+        return render_user_data(
+            form, key, where, cluster=cluster, node=node, endpoint=endpoint, sources=sources, known=rec
         )
-        return userdata.render(form, key, agent)
 
     def bind_instance(self, *, cluster: str, node: str, instance: str, actor: str) -> KeyRecord:
         """Bind the EC2 instance to the node's live key, so termination events for it revoke the key.

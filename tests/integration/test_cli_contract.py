@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from keysvc.wire import keyformat
+
 pytestmark = pytest.mark.integration
 
 READS = [
@@ -120,3 +122,24 @@ def test_credentials_list_takes_dash_o_json(tmp_path: Path) -> None:
     for flag in (["-o", "json"], ["--json"]):
         listed = in_dir(tmp_path, ["--state-dir", str(state), "credentials", "list", *flag])
         assert [c["name"] for c in json.loads(listed.stdout)] == ["p"]
+
+
+def test_userdata_render_needs_no_state_and_creates_none(tmp_path: Path) -> None:
+    """Rendering user data where no state exists works (no key can be another node's) and writes nothing."""
+    key = keyformat.mint().key
+    argv = ["userdata", "render", "--cluster", "c", "--node", "n", "--region"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYSVC_")}
+
+    def render(region: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "keysvc"), *argv, region], cwd=tmp_path, env=clean,
+            input=key + "\n", capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    result = render("local")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("#cloud-config")
+    assert list(tmp_path.iterdir()) == []
+    unknown = render("mars")
+    assert unknown.returncode == 4
+    assert unknown.stderr.strip() == "keysvc: unknown region"
