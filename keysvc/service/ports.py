@@ -129,3 +129,15 @@ class UrlSigner(Protocol):
     def check_ready(self) -> None:
         """Raise :class:`SigningError` when no URL can be signed right now."""
         ...
+
+
+class KeyObserver(Protocol):
+    """Told about every revocation and expiry the key service commits (metrics listen here)."""
+
+    def revoked(self, channel: str, count: int) -> None:
+        """``count`` keys were revoked through ``channel`` (superseded, terminated, admin, events, ...)."""
+        ...
+
+    def expired(self, count: int) -> None:
+        """``count`` keys were expired by a sweep."""
+        ...
