@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import StateCorrupt
+from agent.identity import EMPTY_SHA256
 
 STATE_VERSION = 1
 
@@ -65,7 +66,9 @@ class Position:
     """Where one source stands: every byte of ``generation`` before ``offset`` is in the bucket.
 
     ``dev``/``ino`` identify the file the generation reads; ``fingerprint`` is the SHA-256 of the
-    bytes ``[fp_start, offset)`` so a file replaced or rewritten while the agent was down is noticed.
+    bytes ``[fp_start, offset)`` so a file replaced or rewritten while the agent was down is noticed,
+    and ``head`` the SHA-256 of its first ``head_len`` bytes, so the generation is found by content
+    when it moved to another inode (a copy, a ``.gz``) and a reused inode is not mistaken for it.
     """
 
     source_id: str
@@ -76,11 +79,17 @@ class Position:
     ino: int
     fp_start: int
     fingerprint: str
+    head_len: int = 0
+    head: str = EMPTY_SHA256
 
 
 @dataclass(frozen=True, slots=True)
 class StagedChunk:
-    """One chunk of an intent: the byte range, its object suffix, and the staged gzip file."""
+    """One object of an intent: the byte range, its suffix, and the staged file holding its body.
+
+    A *marker* (a generation or gap record, see :mod:`keysvc.objectnames`) has ``start == end``: it
+    sits at the generation's byte 0, before its chunks.
+    """
 
     start: int
     end: int
@@ -101,6 +110,8 @@ class Intent:
     dev: int
     ino: int
     chunks: tuple[StagedChunk, ...]
+    head_len: int = 0
+    head: str = EMPTY_SHA256
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +201,14 @@ class StateStore:
         atomic_write(self.positions / f"{position.source_id}.json", _dump(asdict(position)))
 
     # intents ----------------------------------------------------------------------------------
-    def stage(self, source_id: str, generation: int, start: int, end: int, body: bytes) -> tuple[str, str]:
-        """Write a chunk's gzip bytes durably; return the staged file's name and SHA-256."""
-        name = f"{source_id}.g{generation}.{start}-{end}.gz"
+    def stage(
+        self, source_id: str, generation: int, start: int, end: int, body: bytes, *, label: str = ""
+    ) -> tuple[str, str]:
+        """Write an object's bytes durably; return the staged file's name and SHA-256.
+
+        ``label`` tells markers apart (they all sit at ``start == end == 0``).
+        """
+        name = f"{source_id}.g{generation}.{start}-{end}{label}.gz"
         path = self.staged / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -223,7 +239,8 @@ class StateStore:
         intent = _build(Intent, {**data, "chunks": chunks}, path)
         previous = None
         for chunk in intent.chunks:
-            if chunk.start >= chunk.end or (previous is not None and chunk.start != previous):
+            empty = chunk.start == chunk.end and not chunk.suffix.endswith(".gz")
+            if (chunk.start >= chunk.end and not empty) or (previous is not None and chunk.start != previous):
                 raise StateCorrupt(f"state file {path}: chunks are not contiguous")
             previous = chunk.end
             if hashlib.sha256(self.read_staged(chunk, path)).hexdigest() != chunk.sha256:

@@ -147,6 +147,8 @@ class Delivery:
                     ino=intent.ino,
                     fp_start=delivered.fp_start,
                     fingerprint=delivered.fingerprint,
+                    head_len=intent.head_len,
+                    head=intent.head,
                 )
             )
         for future in futures:

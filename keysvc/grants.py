@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from keysvc.config import MAX_URL_TTL_SECONDS
 from keysvc.errors import InvalidObjectName
-from keysvc.objectnames import object_name, parse_suffix
+from keysvc.objectnames import object_name, parse_object_suffix
 
 CONTENT_TYPE = "application/gzip"
 
@@ -83,7 +83,7 @@ def plan_grants(
     """
     seen: set[str] = set()
     for suffix in suffixes:
-        parse_suffix(suffix)
+        parse_object_suffix(suffix)
         if suffix in seen:
             raise InvalidObjectName("the same object name appears twice in one request")
         seen.add(suffix)

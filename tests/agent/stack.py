@@ -201,6 +201,8 @@ def fetch_streams(gcs_url: str, node: str) -> dict[tuple[str, str], list[tuple[i
     prefix = f"{PREFIX}/{CLUSTER}/{node}/"
     streams: dict[tuple[str, str], list[tuple[int, int, bytes]]] = {}
     for item in emulator.list_objects(gcs_url, BUCKET, prefix):
+        if str(item["name"]).endswith(".json"):
+            continue  # a generation or gap record: no log bytes
         name = parse_suffix(str(item["name"]).removeprefix(prefix))
         data = gzip.decompress(emulator.read_object(gcs_url, BUCKET, str(item["name"])))
         streams.setdefault((name.source, name.stream), []).append((name.start, name.end, data))
