@@ -157,6 +157,8 @@ class FileTail:
         if opened is not None:
             if isinstance(opened.reader, EmptyReader):
                 self._gap(position.generation, position.offset, None, "unreadable")
+            # Found in another inode while the live file has the old one: a copytruncate, or the old
+            # inode freed (compressed) and reused by the new file. Both get the (harmless) mark.
             moved = (opened.dev, opened.ino) != (position.dev, position.ino)
             self._copytruncated = moved and self.finder.live_identity() == (position.dev, position.ino)
             self._continue(opened, position, now)
