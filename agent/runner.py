@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from agent.uploader import RETRYABLE, GrantAnswer, KeysvcClient, Requester
 log = structlog.get_logger()
 
 JOURNAL_PULL_SECONDS = 1.0
+#: Batches a source may send before the other sources get their turn.
+ROUND_BATCHES = 4
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Agent:
         self.spools: dict[str, JournalSpool] = {}
         self.skipped: set[str] = set()
         self.stager = Stager(config, store, self.own_key, monotonic)
+        self._deliverer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
         self.skip = own_output_identities()
         self.hard_deadline = float("inf")
         self.delivery = Delivery(
@@ -145,24 +149,39 @@ class Agent:
                     log.warning("probe_failed", error=type(exc).__name__, detail=str(exc))
             self.signals.refused.wait(self.config.probe_seconds / 2)
 
-    def pump(self, tail: FileTail, *, final: bool = False) -> None:
-        """Stage and deliver everything the source has ready now.
+    def pump(self, tail: FileTail, *, final: bool = False, batches: int = 1 << 30) -> bool:
+        """Stage and deliver what the source has ready, at most ``batches`` batches; True if it has more.
 
         An intent whose delivery was interrupted (a retry loop that ran out of time) is delivered
         before anything new is staged: a source never has two intents, and nothing is skipped.
+        While a full batch is delivered, the next one is prepared (read, redacted, compressed and
+        staged), but it is named in an intent only once the previous intent is delivered.
         """
-        while True:
+        for left in range(batches - 1, -1, -1):
             intent = self.delivery.undelivered.get(tail.source_id)
             if intent is None:
                 intent = self.stager.stage(tail, final=final)
                 if intent is None:
                     break
                 self.delivery.undelivered[intent.source_id] = intent
-            self.delivery.deliver(intent)
-            if len(intent.chunks) < self.config.chunks_per_batch and not final:
+            full = len(intent.chunks) >= self.config.chunks_per_batch or final
+            delivering = self._deliverer.submit(self.delivery.deliver, intent)
+            try:
+                prepared = self.stager.prepare(tail, final=final) if full and left else None
+            finally:
+                failure = delivering.exception()
+            if failure is not None:
+                if prepared is not None:
+                    self.stager.discard(prepared)
+                raise failure
+            if not left and full:
+                return True  # the other sources get their turn first
+            if prepared is None:
                 break
+            self.delivery.undelivered[tail.source_id] = self.stager.commit(tail, prepared)
         if tail.drained(self.monotonic(), quiet_for=0.0 if final else self.config.chunk_seconds):
-            self.pump(tail, final=final)
+            return self.pump(tail, final=final, batches=batches)
+        return False
 
     # sources --------------------------------------------------------------------------------
     def discover(self) -> None:
@@ -203,10 +222,13 @@ class Agent:
             log.debug("journal_pulled", source=spec, size=size)
 
     def _pump_all(self, *, final: bool) -> None:
+        """Pump every source in turns of a few batches, so one source's backlog does not starve the rest."""
         now = self.monotonic()
-        for tail in list(self.tails.values()):
+        busy = list(self.tails.values())
+        for tail in busy:
             tail.refresh(now)
-            self.pump(tail, final=final)
+        while busy:
+            busy = [tail for tail in busy if self.pump(tail, final=final, batches=ROUND_BATCHES)]
 
     # the loop -------------------------------------------------------------------------------
     def _final_flush(self, deadline: float) -> None:
@@ -245,6 +267,7 @@ class Agent:
         finally:
             self.signals.refused.set()  # ends the probe thread
             self.delivery.close()
+            self._deliverer.shutdown(wait=True)
             self.stager.close()
             for tail in self.tails.values():
                 tail.close()

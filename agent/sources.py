@@ -121,6 +121,13 @@ class FileTail:
         self._mark_backlog()
         log.info("source_generation_started", source=self.source_id, path=self.path, generation=generation)
 
+    def _bind(self, opened: OpenFile) -> None:
+        """Make a first generation's file durable before anything ships: rotations after a crash are then
+        found from it. Offset 0 claims nothing, so this is still only the acknowledged prefix."""
+        self.store.save_position(
+            Position(self.source_id, self.path, 1, 0, opened.dev, opened.ino, 0, EMPTY_SHA256, *self.head)
+        )
+
     def _continue(self, opened: OpenFile, position: Position, now: float) -> None:
         opened.generation = position.generation
         self._next_generation = position.generation + 1
@@ -150,6 +157,7 @@ class FileTail:
             opened = self.finder.live()
             if opened is not None:
                 self._begin(opened, 1, now)
+                self._bind(opened)
             return
         self._next_generation = position.generation + 1
         expected = self.finder.expected(position)
@@ -181,15 +189,14 @@ class FileTail:
         if self.current is None:
             opened = self._waiting_successor()
             if opened is not None:
+                first = self._previous is None and self._next_generation == 1
                 self._begin(opened, self._next_generation, now)
+                if first:
+                    self._bind(opened)
             return
         current = self.current
         size = self.available()
-        if not current.reader.compressed and (
-            size < self.offset
-            or size < self.last_size
-            or (size != self.last_size and self.offset and not self._fingerprint_ok())
-        ):
+        if not current.reader.compressed and self._rewritten(size):
             self._truncated(current, now)
             current = self.current
             size = self.available()
@@ -229,6 +236,21 @@ class FileTail:
             self._gap(generation, self.offset, self.last_size, "truncated")
         self._previous = (generation, self.offset)
         self._begin(current, generation + 1, now)
+
+    def _rewritten(self, size: int) -> bool:
+        """Whether the open file shrank, or its bytes before the offset or its head changed."""
+        if size < self.offset or size < self.last_size:
+            return True
+        if size == self.last_size:
+            return False
+        if self.offset and not self._fingerprint_ok():
+            return True
+        head_len, head = self.head
+        return (
+            head_len > 0
+            and self.current is not None
+            and digest(self.current.reader.read(0, head_len)) != head
+        )
 
     def _fingerprint_ok(self) -> bool:
         if self.current is None:

@@ -11,9 +11,11 @@ single compressor thread (zlib, sha256 and fsync release the GIL); at most two c
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from agent import chunking, redaction
 from agent.checkpoint import Intent, StagedChunk, StateStore
@@ -39,6 +41,18 @@ def marker_body(suffix: str) -> bytes:
         "version": 1,
     }
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Objects staged durably for one generation but not yet named in an intent."""
+
+    generation: int
+    dev: int
+    ino: int
+    chunks: tuple[StagedChunk, ...]
+    end: int
+    fp: tuple[int, str]
 
 
 class Stager:
@@ -76,6 +90,14 @@ class Stager:
 
     def stage(self, tail: FileTail, *, final: bool) -> Intent | None:
         """Stage the tail's markers and next chunks and save their intent; ``None`` when nothing is due."""
+        prepared = self.prepare(tail, final=final)
+        return self.commit(tail, prepared) if prepared is not None else None
+
+    def prepare(self, tail: FileTail, *, final: bool) -> Prepared | None:
+        """Stage the next objects durably, without an intent yet (the previous batch may still be in flight).
+
+        Staged files no intent names are deleted at the next start, so a crash here loses nothing.
+        """
         current = tail.current
         if current is None:
             return None
@@ -108,21 +130,31 @@ class Stager:
             start = end
         if not futures and not markers:
             return None
-        chunks = [*markers, *(future.result() for future in futures)]
+        chunks = [future.result() for future in futures]
+        fp = (chunks[-1].fp_start, chunks[-1].fingerprint) if chunks else tail_fp(tail)
+        return Prepared(current.generation, current.dev, current.ino, (*markers, *chunks), start, fp)
+
+    def commit(self, tail: FileTail, prepared: Prepared) -> Intent:
+        """Name prepared objects in the source's intent (atomic) and move the tail past them."""
         intent = Intent(
             source_id=tail.source_id,
             path=tail.path,
-            generation=current.generation,
-            dev=current.dev,
-            ino=current.ino,
-            chunks=tuple(chunks),
+            generation=prepared.generation,
+            dev=prepared.dev,
+            ino=prepared.ino,
+            chunks=prepared.chunks,
             head_len=tail.head[0],
             head=tail.head[1],
         )
         self.store.save_intent(intent)
-        last = chunks[-1]
-        tail.shipped(start, (last.fp_start, last.fingerprint) if futures else tail_fp(tail))
+        tail.shipped(prepared.end, prepared.fp)
         return intent
+
+    def discard(self, prepared: Prepared) -> None:
+        """Delete prepared objects that will not be committed (the batch before them failed)."""
+        for chunk in prepared.chunks:
+            with contextlib.suppress(FileNotFoundError):
+                (self.store.staged / chunk.staged).unlink()
 
     def _compress(
         self, source: str, generation: int, start: int, clean: bytes, fp: tuple[int, str]
