@@ -6,6 +6,7 @@ Layout under the state directory::
     intents/<source id>.json     the chunks staged for upload (at most one intent per source)
     staged/<source id>.<gen>.<start>-<end>.gz   the exact gzip bytes of each staged chunk
     journal/<source id>.json     journald sources: cursor and committed spool size
+    history/<source id>.json     the identities of the source's last finished generations
     finished.json                the key is done (see :mod:`agent.keyfile`)
 
 The upload protocol (:mod:`agent.runner`) keeps one rule: a position only ever advances to the end of
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import StateCorrupt
-from agent.identity import EMPTY_SHA256
+from agent.identity import EMPTY_SHA256, Expected
 
 STATE_VERSION = 1
 
@@ -170,10 +171,11 @@ class StateStore:
         self.intents = root / "intents"
         self.staged = root / "staged"
         self.journal = root / "journal"
+        self.history = root / "history"
 
     def open(self) -> StateStore:
         """Create the directories (mode 0700) and delete staged files no intent refers to."""
-        for directory in (self.root, self.positions, self.intents, self.staged, self.journal):
+        for directory in (self.root, self.positions, self.intents, self.staged, self.journal, self.history):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for leftover in [*self.root.rglob(".*.tmp")]:
             leftover.unlink(missing_ok=True)
@@ -287,3 +289,19 @@ class StateStore:
     def save_journal(self, source_id: str, state: JournalState) -> None:
         """Durably record a journald cursor together with the spool size it corresponds to."""
         atomic_write(self.journal / f"{source_id}.json", _dump(asdict(state)))
+
+    # finished generations ---------------------------------------------------------------------
+    def load_history(self, source_id: str) -> list[Expected]:
+        """The identities (at their final length) of the source's last finished generations."""
+        path = self.history / f"{source_id}.json"
+        data = _load_json(path)
+        if data is None:
+            return []
+        done = data.get("done")
+        if not isinstance(done, list):
+            raise StateCorrupt(f"state file {path} has missing or extra fields")
+        return [_build(Expected, item, path) for item in done]
+
+    def save_history(self, source_id: str, done: list[Expected]) -> None:
+        """Durably record the source's last finished generations."""
+        atomic_write(self.history / f"{source_id}.json", _dump({"done": [asdict(item) for item in done]}))

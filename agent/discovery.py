@@ -121,8 +121,28 @@ class Finder:
                 return opened
         return None
 
-    def successor(self, anchor: tuple[int, int] | None, expected: Expected | None) -> OpenFile | None:
-        """The file of the generation after the anchor's (the oldest file when there is no anchor)."""
+    def finished(self, opened: OpenFile, done: list[Expected]) -> bool:
+        """Whether the file holds a generation already shipped to its end (found in ``done``)."""
+        try:
+            head = opened.reader.read(0, max(item.head_len for item in done))
+            for item in done:
+                if digest(head[: item.head_len]) != item.head or len(head) < item.head_len:
+                    continue
+                if holds(item, probe(opened.reader, item)) and opened.size() == item.offset:
+                    return True
+        except Unreadable:
+            return False
+        return False
+
+    def successor(
+        self, anchor: tuple[int, int] | None, expected: Expected | None, done: list[Expected] | None = None
+    ) -> OpenFile | None:
+        """The file of the generation after the anchor's (the oldest file when there is no anchor).
+
+        Files holding a generation in ``done`` (already shipped) are skipped, whatever their names
+        say: a rename that does not follow the scheme (``app.log`` to ``app.log.2`` while ``.1``
+        exists) must not ship an old generation again.
+        """
         found = candidates(self.path)
         index = next((i for i, c in enumerate(found) if (c.dev, c.ino) == anchor), -1)
         if index < 0 and expected is not None and expected.head_len > 0:
@@ -142,6 +162,9 @@ class Finder:
                 return None  # it moved while we looked: look again at the next poll
             if isinstance(opened.reader, EmptyReader) and twin_key(candidate.rank) in plain:
                 continue  # gzip is still writing it; the plain file is the generation
+            if done and self.finished(opened, done):
+                opened.close()
+                continue
             return opened
         return None
 

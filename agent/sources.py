@@ -47,6 +47,8 @@ from keysvc.objectnames import gap_suffix, generation_suffix, stream_name
 log = structlog.get_logger()
 
 _GLOB_CHARS = frozenset("*?[")
+#: Finished generations remembered per source, so a file holding one is never shipped again.
+HISTORY = 16
 
 
 def fingerprint(fd: int, end: int) -> tuple[int, str]:
@@ -175,7 +177,8 @@ class FileTail:
         self._gap(position.generation, position.offset, None, reason)
         self._previous = (position.generation, None)
         self._copytruncated = reason == "truncated"
-        opened = self.finder.live() if reason == "truncated" else self.finder.successor(None, None)
+        history = self.store.load_history(self.source_id)
+        opened = self.finder.live() if reason == "truncated" else self.finder.successor(None, None, history)
         if opened is not None:
             self._begin(opened, position.generation + 1, now)
 
@@ -217,7 +220,7 @@ class FileTail:
     def _waiting_successor(self) -> OpenFile | None:
         if self._previous is None and self._next_generation == 1:
             return self.finder.live()
-        return self.finder.successor(None, None)
+        return self.finder.successor(None, None, self.store.load_history(self.source_id))
 
     def _truncated(self, current: OpenFile, now: float) -> None:
         """The open file shrank or changed below the offset: finish from the copy, else record the loss."""
@@ -292,9 +295,12 @@ class FileTail:
             return False
         if now - self.last_growth < quiet_for:
             return False
-        opened = self.finder.successor((current.dev, current.ino), self._current_expected(current))
+        finished = self._current_expected(current)
+        done = [*self.store.load_history(self.source_id), finished][-HISTORY:]
+        opened = self.finder.successor((current.dev, current.ino), finished, done)
         if opened is None:
             return False
+        self.store.save_history(self.source_id, done)
         self._previous = (current.generation, self.offset)
         self._begin(opened, current.generation + 1, now)
         return True

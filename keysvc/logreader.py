@@ -203,6 +203,9 @@ def _name(chunk: ChunkName) -> str:
     return chunk.suffix
 
 
+_UNCOUNTED = "; any generations rotated out after it before the agent saw them are lost too, uncounted"
+
+
 def check_sequence(
     markers: Iterable[MarkerName], ends: Mapping[tuple[str, str], int]
 ) -> tuple[list[Problem], list[str]]:
@@ -236,7 +239,8 @@ def _check_source(
             m.stream,
             m.start,
             m.start if m.end is None else m.end,
-            f"the agent recorded bytes {m.start}-{'end' if m.end is None else m.end} as lost ({m.reason})",
+            f"the agent recorded bytes {m.start}-{'end' if m.end is None else m.end} as lost ({m.reason})"
+            + (_UNCOUNTED if m.end is None and m.reason == "deleted" else ""),
         )
         for m in gaps
     ]

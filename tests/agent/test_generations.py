@@ -309,3 +309,19 @@ def test_restart_in_the_middle_of_a_compressed_generation_continues_there(tmp_pa
     checkpoint(tail)
     out, _ = run_out(new_tail(tmp_path, path))
     assert out == {1: body[21000:], 2: b"next\n"}
+
+
+def test_an_old_generation_renamed_out_of_order_is_not_shipped_again(tmp_path: Path) -> None:
+    """app.log renamed to .2 while .1 (shipped) exists: the next generation is the new file, not .1."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"generation one\n")
+    tail = new_tail(tmp_path, path)
+    rotate(path, 5)
+    path.write_bytes(b"generation two\n")
+    out, _ = run_out(tail)
+    assert out == {1: b"generation one\n", 2: b"generation two\n"}
+    checkpoint(tail)
+    path.rename(tmp_path / "app.log.2")  # not logrotate's shift: .1 is older than .2 now
+    path.write_bytes(b"generation three\n")
+    out, _ = run_out(new_tail(tmp_path, path))
+    assert out == {2: b"", 3: b"generation three\n"}

@@ -390,7 +390,7 @@ def run(plan: Plan, root: Path, fake_gcs: Server) -> Outcome:
                 log = rng.choice(logs)
                 with log.lock:
                     for _ in range(rng.randint(2, 3)):
-                        log.write(b"written while the agent is down %d\n" % kill)
+                        log.write(b"written while the agent is down %d.%d\n" % (kill, log.rotations))
                         log.rotate()
     finally:
         stop.set()
