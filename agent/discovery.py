@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.checkpoint import Position
+from agent.errors import Unreadable
 from agent.identity import Expected, digest, holds
 from agent.rotation import twin_key
-from agent.siblings import Candidate, Reader, Unreadable, candidates, open_reader, probe
+from agent.siblings import Candidate, Reader, candidates, open_reader, probe
 
 
 class EmptyReader:

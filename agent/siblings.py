@@ -17,16 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from agent.errors import AgentError
+from agent.errors import Unreadable
 from agent.identity import Expected, Seen, tail_start
 from agent.rotation import Rank, rank
 
 _WINDOW = 512 * 1024
 _STEP = 256 * 1024
-
-
-class Unreadable(AgentError):
-    """A rotated file cannot be read (a broken or unfinished ``.gz``, or an I/O error)."""
 
 
 @dataclass(frozen=True, slots=True)
