@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=120)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keysvc-down", type=float, default=20.0)
-    parser.add_argument("--rotate-every", type=int, default=400, help="writes per rotation, per log (about)")
+    parser.add_argument("--rotate-every", type=int, default=1200, help="writes per rotation, per log (about)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="torture-agent-"))

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("agent-torture")]
 def test_torture_short(tmp_path: Path, fake_gcs: Server) -> None:
     """25 kill -9s, rotations (some while down), faults and a keysvc outage: each byte once, or reported."""
     outcome = run(
-        Plan(kills=25, seconds_between=(0.3, 1.4), keysvc_down_seconds=4.0, rotate_every=300),
+        Plan(kills=25, seconds_between=(0.3, 1.4), keysvc_down_seconds=4.0, rotate_every=1200),
         tmp_path,
         fake_gcs,
     )
