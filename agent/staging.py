@@ -55,6 +55,10 @@ class Prepared:
     fp: tuple[int, str]
 
 
+#: Threads that gzip and stage chunks while the main thread reads and redacts the next one.
+COMPRESSORS = 2
+
+
 class Stager:
     """Turns a tail's pending bytes into durably staged objects and an intent."""
 
@@ -72,7 +76,7 @@ class Stager:
         self.policy = chunking.CutPolicy(
             config.chunk_bytes, config.chunk_seconds, config.partial_line_seconds
         )
-        self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gzip")
+        self._compressor = ThreadPoolExecutor(max_workers=COMPRESSORS, thread_name_prefix="gzip")
 
     def close(self) -> None:
         """Stop the compressor thread."""
@@ -122,8 +126,8 @@ class Stager:
             cut = len(behind) + length
             fp = tail_fingerprint(bytes(memoryview(window)[max(0, cut - 64) : cut]), end)
             del window, ahead, behind, block
-            if futures:
-                futures[-1].result()  # at most two chunks in memory: this one and the one compressing
+            if len(futures) >= COMPRESSORS:
+                futures[-COMPRESSORS].result()  # bounded memory: this chunk and those compressing
             futures.append(
                 self._compressor.submit(self._compress, tail.source_id, current.generation, start, clean, fp)
             )
