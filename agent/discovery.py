@@ -122,6 +122,27 @@ class Finder:
                 return opened
         return None
 
+    def explain(self, expected: Expected) -> list[str]:
+        """Why no file holds the generation, for the log: what each same-inode file held instead."""
+        why = []
+        for candidate in candidates(self.path):
+            if (candidate.dev, candidate.ino) != (expected.dev, expected.ino):
+                continue
+            opened = self.open(candidate)
+            if opened is None:
+                why.append(f"{candidate.path}: gone")
+                continue
+            try:
+                seen = probe(opened.reader, expected)
+                head = digest(seen.head) == expected.head and len(seen.head) == expected.head_len
+                tail = digest(seen.tail) == expected.fingerprint
+                why.append(f"{candidate.path}: size {opened.size()}, head {head}, tail {tail}")
+            except Unreadable as exc:
+                why.append(f"{candidate.path}: {exc}")
+            finally:
+                opened.close()
+        return why or ["no file with its inode"]
+
     def finished(self, opened: OpenFile, done: list[Expected]) -> bool:
         """Whether the file holds a generation already shipped to its end (found in ``done``)."""
         try:

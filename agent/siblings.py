@@ -141,7 +141,7 @@ class GzipReader:
             self._rewind()
         end = start + length
         while self._buf_start + len(self._buf) < end and self._more():
-            drop = start - _WINDOW - self._buf_start
+            drop = min(start - _WINDOW - self._buf_start, len(self._buf))
             if drop > 0:
                 self._buf = self._buf[drop:]
                 self._buf_start += drop

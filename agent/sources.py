@@ -173,6 +173,13 @@ class FileTail:
             self._copytruncated = moved and self.finder.live_identity() == (position.dev, position.ino)
             self._continue(opened, position, now)
             return
+        log.warning(
+            "source_generation_not_found",
+            source=self.source_id,
+            generation=position.generation,
+            offset=position.offset,
+            why=self.finder.explain(expected),
+        )
         reason = "truncated" if self.finder.live_head_is(expected) else "deleted"
         self._gap(position.generation, position.offset, None, reason)
         self._previous = (position.generation, None)

@@ -268,6 +268,12 @@ def check(
 ) -> None:
     """Compare the bucket with what was written, through ``keysvc logs get``; fill in ``outcome``."""
     code, stderr, found = logs_get_result(keysvc, node.name, out)
+    (out / "stderr.txt").write_text(stderr)
+    for log in logs:  # what was written, for a post-mortem
+        folder = out / "written" / source_id(str(log.path))
+        folder.mkdir(parents=True, exist_ok=True)
+        for number, generation in enumerate(log.generations, start=1):
+            (folder / f"g{number:06d}.log").write_bytes(bytes(generation))
     reported: dict[tuple[str, int], int] = {}
     for match in _GAP.finditer(stderr):
         reported[(match["source"], int(match["gen"]))] = int(match["start"])
