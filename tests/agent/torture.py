@@ -335,12 +335,10 @@ def _check_log(
         else:
             outcome.problems.append(f"{log.scheme}: generation {number} in the bucket was never written")
         truth += 1
-    for rest in log.generations[truth:]:
-        outcome.bytes_lost_silently += len(rest)
-        outcome.problems.append(
-            f"{log.scheme}: the last {len(log.generations) - truth} generations never shipped"
-        )
-        break
+    unshipped = [len(rest) for rest in log.generations[truth:] if rest]  # an empty one has nothing to lose
+    if unshipped:
+        outcome.bytes_lost_silently += sum(unshipped)
+        outcome.problems.append(f"{log.scheme}: the last {len(unshipped)} written generations never shipped")
 
 
 def all_landed(logs: list[Log], fake_gcs: Server, node: Node) -> bool:
