@@ -6,6 +6,7 @@ Layout under the state directory::
     intents/<source id>.json     the chunks staged for upload (at most one intent per source)
     staged/<source id>.<gen>.<start>-<end>.gz   the exact gzip bytes of each staged chunk
     journal/<source id>.json     journald sources: cursor and committed spool size
+    history/<source id>.json     the identities of the source's last finished generations
     finished.json                the key is done (see :mod:`agent.keyfile`)
 
 The upload protocol (:mod:`agent.runner`) keeps one rule: a position only ever advances to the end of
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import StateCorrupt
+from agent.identity import EMPTY_SHA256, Expected
 
 STATE_VERSION = 1
 
@@ -65,7 +67,9 @@ class Position:
     """Where one source stands: every byte of ``generation`` before ``offset`` is in the bucket.
 
     ``dev``/``ino`` identify the file the generation reads; ``fingerprint`` is the SHA-256 of the
-    bytes ``[fp_start, offset)`` so a file replaced or rewritten while the agent was down is noticed.
+    bytes ``[fp_start, offset)`` so a file replaced or rewritten while the agent was down is noticed,
+    and ``head`` the SHA-256 of its first ``head_len`` bytes, so the generation is found by content
+    when it moved to another inode (a copy, a ``.gz``) and a reused inode is not mistaken for it.
     """
 
     source_id: str
@@ -76,11 +80,17 @@ class Position:
     ino: int
     fp_start: int
     fingerprint: str
+    head_len: int = 0
+    head: str = EMPTY_SHA256
 
 
 @dataclass(frozen=True, slots=True)
 class StagedChunk:
-    """One chunk of an intent: the byte range, its object suffix, and the staged gzip file."""
+    """One object of an intent: the byte range, its suffix, and the staged file holding its body.
+
+    A *marker* (a generation or gap record, see :mod:`keysvc.wire.objectnames`) has ``start == end``: it
+    sits at the generation's byte 0, before its chunks.
+    """
 
     start: int
     end: int
@@ -101,6 +111,8 @@ class Intent:
     dev: int
     ino: int
     chunks: tuple[StagedChunk, ...]
+    head_len: int = 0
+    head: str = EMPTY_SHA256
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +171,11 @@ class StateStore:
         self.intents = root / "intents"
         self.staged = root / "staged"
         self.journal = root / "journal"
+        self.history = root / "history"
 
     def open(self) -> StateStore:
         """Create the directories (mode 0700) and delete staged files no intent refers to."""
-        for directory in (self.root, self.positions, self.intents, self.staged, self.journal):
+        for directory in (self.root, self.positions, self.intents, self.staged, self.journal, self.history):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for leftover in [*self.root.rglob(".*.tmp")]:
             leftover.unlink(missing_ok=True)
@@ -190,9 +203,14 @@ class StateStore:
         atomic_write(self.positions / f"{position.source_id}.json", _dump(asdict(position)))
 
     # intents ----------------------------------------------------------------------------------
-    def stage(self, source_id: str, generation: int, start: int, end: int, body: bytes) -> tuple[str, str]:
-        """Write a chunk's gzip bytes durably; return the staged file's name and SHA-256."""
-        name = f"{source_id}.g{generation}.{start}-{end}.gz"
+    def stage(
+        self, source_id: str, generation: int, start: int, end: int, body: bytes, *, label: str = ""
+    ) -> tuple[str, str]:
+        """Write an object's bytes durably; return the staged file's name and SHA-256.
+
+        ``label`` tells markers apart (they all sit at ``start == end == 0``).
+        """
+        name = f"{source_id}.g{generation}.{start}-{end}{label}.gz"
         path = self.staged / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -223,7 +241,8 @@ class StateStore:
         intent = _build(Intent, {**data, "chunks": chunks}, path)
         previous = None
         for chunk in intent.chunks:
-            if chunk.start >= chunk.end or (previous is not None and chunk.start != previous):
+            empty = chunk.start == chunk.end and not chunk.suffix.endswith(".gz")
+            if (chunk.start >= chunk.end and not empty) or (previous is not None and chunk.start != previous):
                 raise StateCorrupt(f"state file {path}: chunks are not contiguous")
             previous = chunk.end
             if hashlib.sha256(self.read_staged(chunk, path)).hexdigest() != chunk.sha256:
@@ -270,3 +289,19 @@ class StateStore:
     def save_journal(self, source_id: str, state: JournalState) -> None:
         """Durably record a journald cursor together with the spool size it corresponds to."""
         atomic_write(self.journal / f"{source_id}.json", _dump(asdict(state)))
+
+    # finished generations ---------------------------------------------------------------------
+    def load_history(self, source_id: str) -> list[Expected]:
+        """The identities (at their final length) of the source's last finished generations."""
+        path = self.history / f"{source_id}.json"
+        data = _load_json(path)
+        if data is None:
+            return []
+        done = data.get("done")
+        if not isinstance(done, list):
+            raise StateCorrupt(f"state file {path} has missing or extra fields")
+        return [_build(Expected, item, path) for item in done]
+
+    def save_history(self, source_id: str, done: list[Expected]) -> None:
+        """Durably record the source's last finished generations."""
+        atomic_write(self.history / f"{source_id}.json", _dump({"done": [asdict(item) for item in done]}))

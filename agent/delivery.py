@@ -110,7 +110,13 @@ class Delivery:
         if position is not None and position.generation > intent.generation:
             return []
         if position is not None and position.generation == intent.generation:
-            todo = [chunk for chunk in intent.chunks if chunk.end > position.offset]
+            # At offset 0 the generation may only be bound locally (its first sighting): its markers
+            # may not be in the bucket yet. Re-sending one that is answers 412, nothing more.
+            todo = [
+                chunk
+                for chunk in intent.chunks
+                if chunk.end > position.offset or (position.offset == 0 and chunk.start == chunk.end)
+            ]
             if todo and todo[0].start != position.offset:
                 raise StateCorrupt(
                     f"intent {where} does not start at the acknowledged offset {position.offset}"
@@ -152,6 +158,8 @@ class Delivery:
                     ino=intent.ino,
                     fp_start=delivered.fp_start,
                     fingerprint=delivered.fingerprint,
+                    head_len=intent.head_len,
+                    head=intent.head,
                 )
             )
         for future in futures:

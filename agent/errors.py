@@ -19,6 +19,7 @@ Only ``agent/cli.py`` turns these into exit codes. Third-party and stdlib errors
     ├── RetryableFailure          a 5xx, 429 or similar answer worth retrying with backoff
     ├── UrlExpired                the bucket refused a signed URL as expired: get a fresh grant
     ├── UploadRefused             the bucket refused a PUT for a reason retrying cannot fix
+    ├── Unreadable                a rotated generation's file cannot be read (a broken .gz); recorded as a gap
     └── TransportError            the network failed; HTTP error statuses are answers, not errors
         ├── ConnectError          name resolution, TCP connect or the TLS handshake failed
         ├── ConnectionLost        the connection broke before a whole response arrived
@@ -127,3 +128,7 @@ class UrlExpired(AgentError):
 
 class UploadRefused(AgentError):
     """The bucket refused a PUT for a reason retrying cannot fix (for example 400 or 413)."""
+
+
+class Unreadable(AgentError):
+    """A rotated generation's file cannot be read (a broken or unfinished ``.gz``, an I/O error)."""

@@ -21,26 +21,31 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
 
-from agent import chunking, keyfile, lifetime, redaction
-from agent.checkpoint import Intent, StagedChunk, StateStore
+from agent import keyfile, lifetime
+from agent.checkpoint import StateStore
 from agent.config import AgentConfig
 from agent.delivery import Delivery
 from agent.errors import KeyExpired, KeyRefused, TransportError
+from agent.journal import JournalSpool
 from agent.keyfile import NodeKey
 from agent.progress import Progress
+from agent.siblings import is_rotated_sibling
 from agent.signals import Signals
-from agent.sources import FileTail, JournalSpool, expand, fingerprint_of, is_glob, own_output_identities
+from agent.sources import FileTail, expand, is_glob, own_output_identities
+from agent.staging import Stager
 from agent.transport import Requester
 from agent.uploader import RETRYABLE, GrantAnswer, KeysvcClient
 
 log = structlog.get_logger()
 
 JOURNAL_PULL_SECONDS = 1.0
+#: Batches a source may send before the other sources get their turn.
+ROUND_BATCHES = 4
 
 
 class Agent:
@@ -67,9 +72,6 @@ class Agent:
         self.monotonic = monotonic
         self.wall = wall
         self.signals = signals or Signals()
-        self.policy = chunking.CutPolicy(
-            config.chunk_bytes, config.chunk_seconds, config.partial_line_seconds
-        )
         scope = {"cluster": config.cluster, "node": config.node, "region": config.region}
         self.client = KeysvcClient(transport, config.endpoint, key, monotonic=monotonic, **scope)
         self.probe_client = KeysvcClient(probe_transport, config.endpoint, key, monotonic=monotonic, **scope)
@@ -82,7 +84,8 @@ class Agent:
         self.tails: dict[str, FileTail] = {}
         self.spools: dict[str, JournalSpool] = {}
         self.skipped: set[str] = set()
-        self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gzip")
+        self.stager = Stager(config, store, self.own_key, monotonic)
+        self._deliverer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
         self.skip = own_output_identities()
         self.hard_deadline = float("inf")
         self.delivery = Delivery(
@@ -147,89 +150,39 @@ class Agent:
                     log.warning("probe_failed", error=type(exc).__name__, detail=str(exc))
             self.signals.refused.wait(self.config.probe_seconds / 2)
 
-    # staging --------------------------------------------------------------------------------
-    def _stage(self, tail: FileTail, final: bool) -> Intent | None:
-        current = tail.current
-        if current is None:
-            return None
-        now = self.monotonic()
-        waited = now - tail.pending_since if tail.pending_since is not None else 0.0
-        quiet = now - tail.last_growth
-        final = final or (current.draining and quiet >= self.config.chunk_seconds)
-        futures: list[Future[StagedChunk]] = []
-        start = tail.offset
-        while len(futures) < self.config.chunks_per_batch:
-            block = tail.read(start, self.config.chunk_bytes)
-            length = chunking.cut_length(block, self.policy, waited=waited, quiet=quiet, final=final)
-            if length == 0:
-                break
-            raw = block[:length]
-            behind_start = max(0, start - redaction.CONTEXT)
-            behind = tail.read(behind_start, start - behind_start)
-            ahead = tail.read(start + length, redaction.CONTEXT)
-            window = b"".join((behind, raw, ahead))
-            clean = redaction.redact(window, len(behind), len(behind) + length, self.own_key)
-            end = start + length
-            fp = fingerprint_of(behind[-64:] + raw[-64:], end)
-            del window, ahead, behind, block, raw
-            if futures:
-                futures[-1].result()  # at most two chunks in memory: this one and the one compressing
-            futures.append(
-                self._compressor.submit(
-                    self._compress_and_stage, tail.source_id, current.generation, start, clean, fp
-                )
-            )
-            start = end
-        if not futures:
-            return None
-        chunks = [future.result() for future in futures]
-        intent = Intent(
-            source_id=tail.source_id,
-            path=tail.path,
-            generation=current.generation,
-            dev=current.dev,
-            ino=current.ino,
-            chunks=tuple(chunks),
-        )
-        self.store.save_intent(intent)
-        self.delivery.undelivered[intent.source_id] = intent
-        tail.shipped(start, (chunks[-1].fp_start, chunks[-1].fingerprint))
-        return intent
-
-    def _compress_and_stage(
-        self, source: str, generation: int, start: int, clean: bytes, fp: tuple[int, str]
-    ) -> StagedChunk:
-        """Gzip a redacted chunk and stage it durably (on the compressor thread: zlib, sha256 and
-        fsync release the GIL, so the next chunk is read and redacted meanwhile)."""
-        end = start + len(clean)
-        body = chunking.compress(clean, self.config.gzip_level)
-        staged, digest = self.store.stage(source, generation, start, end, body)
-        suffix = chunking.object_suffix(source, generation, start, end)
-        return StagedChunk(
-            start=start,
-            end=end,
-            suffix=suffix,
-            staged=staged,
-            sha256=digest,
-            fp_start=fp[0],
-            fingerprint=fp[1],
-        )
-
-    def pump(self, tail: FileTail, *, final: bool = False) -> None:
-        """Stage and deliver everything the source has ready now.
+    def pump(self, tail: FileTail, *, final: bool = False, batches: int = 1 << 30) -> bool:
+        """Stage and deliver what the source has ready, at most ``batches`` batches; True if it has more.
 
         An intent whose delivery was interrupted (a retry loop that ran out of time) is delivered
         before anything new is staged: a source never has two intents, and nothing is skipped.
+        While a full batch is delivered, the next one is prepared (read, redacted, compressed and
+        staged), but it is named in an intent only once the previous intent is delivered.
         """
-        while True:
-            intent = self.delivery.undelivered.get(tail.source_id) or self._stage(tail, final)
+        for left in range(batches - 1, -1, -1):
+            intent = self.delivery.undelivered.get(tail.source_id)
             if intent is None:
+                intent = self.stager.stage(tail, final=final)
+                if intent is None:
+                    break
+                self.delivery.undelivered[intent.source_id] = intent
+            full = len(intent.chunks) >= self.config.chunks_per_batch or final
+            delivering = self._deliverer.submit(self.delivery.deliver, intent)
+            try:
+                prepared = self.stager.prepare(tail, final=final) if full and left else None
+            finally:
+                failure = delivering.exception()
+            if failure is not None:
+                if prepared is not None:
+                    self.stager.discard(prepared)
+                raise failure
+            if not left and full:
+                return True  # the other sources get their turn first
+            if prepared is None:
                 break
-            self.delivery.deliver(intent)
-            if len(intent.chunks) < self.config.chunks_per_batch and not final:
-                break
+            self.delivery.undelivered[tail.source_id] = self.stager.commit(tail, prepared)
         if tail.drained(self.monotonic(), quiet_for=0.0 if final else self.config.chunk_seconds):
-            self.pump(tail, final=final)
+            return self.pump(tail, final=final, batches=batches)
+        return False
 
     # sources --------------------------------------------------------------------------------
     def discover(self) -> None:
@@ -251,8 +204,9 @@ class Agent:
                 tail.limit = spool.state.spool_size
                 self._add(tail, now)
                 continue
-            for path in expand(spec) if is_glob(spec) else [spec]:
-                if path not in self.tails:
+            matched = expand(spec) if is_glob(spec) else [spec]
+            for path in matched:
+                if path not in self.tails and not is_rotated_sibling(path, {*matched, *self.tails}):
                     self._add(FileTail(path, self.store, skip=self.skip), now)
 
     def _add(self, tail: FileTail, now: float) -> None:
@@ -269,10 +223,13 @@ class Agent:
             log.debug("journal_pulled", source=spec, size=size)
 
     def _pump_all(self, *, final: bool) -> None:
+        """Pump every source in turns of a few batches, so one source's backlog does not starve the rest."""
         now = self.monotonic()
-        for tail in list(self.tails.values()):
+        busy = list(self.tails.values())
+        for tail in busy:
             tail.refresh(now)
-            self.pump(tail, final=final)
+        while busy:
+            busy = [tail for tail in busy if self.pump(tail, final=final, batches=ROUND_BATCHES)]
 
     # the loop -------------------------------------------------------------------------------
     def _final_flush(self, deadline: float) -> None:
@@ -318,7 +275,8 @@ class Agent:
             self.signals.refused.set()  # ends the probe thread
             self.delivery.close()
             self.progress.summary(self.tails.values(), self.delivery, self.monotonic() - started)
-            self._compressor.shutdown(wait=True)
+            self._deliverer.shutdown(wait=True)
+            self.stager.close()
             for tail in self.tails.values():
                 tail.close()
 

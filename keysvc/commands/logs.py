@@ -4,9 +4,12 @@ Lists the node's objects, decompresses them and writes each source stream's byte
 to stdout when there is one source (or ``--source`` picks one; its streams, one per rotation or
 truncation, follow each other in generation order), or into ``DIR/<source>/<stream>.log`` with
 ``--output DIR``. Every gap, overlap or object of the wrong length is reported on stderr and makes
-the exit status 1. ``--follow`` keeps listing every ``--interval`` seconds and writes new chunks as
-they land, like ``kubectl logs -f``; it waits ``--gap-wait`` seconds for a missing chunk (chunks of
-one batch may land out of order) before reporting the gap and moving on.
+the exit status 1, and so is every gap the agent recorded and every hole in a source's generation
+sequence (a missing generation, or one shorter than its successor's record says; see
+:func:`keysvc.core.logreader.check_sequence`). A copytruncate boundary is noted on stderr.
+``--follow`` keeps listing every ``--interval`` seconds and writes new chunks as they land, like
+``kubectl logs -f`` (holes are checked only without it); it waits ``--gap-wait`` seconds for a
+missing chunk (chunks of one batch may land out of order) before reporting the gap and moving on.
 
 The bucket and prefix come from the node's region: ``--region``, else the region of the node's
 keys in the key store, else the only configured region.
@@ -22,11 +25,12 @@ from typing import Any, BinaryIO
 
 from keysvc.config import Settings
 from keysvc.core.ids import cluster_id, node_id
-from keysvc.core.logreader import NodeLogs, Piece, Problem, StreamCursor, decompress_chunk
+from keysvc.core.logreader import NodeLogs, Piece, Problem, StreamCursor, check_sequence, decompress_chunk
 from keysvc.core.models import Region
 from keysvc.errors import ConfigError, InvalidInput, NotFound
 from keysvc.gcs.bucket_reader import GcsBucketReader, ListedChunk
 from keysvc.runtime import load_settings, open_service
+from keysvc.wire.objectnames import MarkerName, parse_marker
 
 
 def register(subparsers: Any) -> None:
@@ -62,11 +66,13 @@ def run_get(args: argparse.Namespace) -> int:
         copier = _Copier(reader, sink, args.source)
         if not args.follow:
             copier.poll(now=0.0, gap_wait=0.0)
+            copier.check_sequence(final=True)
             if not copier.seen_any:
                 raise NotFound(f"no log objects under {reader.location}")
         else:
             while True:
                 copier.poll(now=time.monotonic(), gap_wait=args.gap_wait)
+                copier.check_sequence(final=False)
                 time.sleep(args.interval)
     if copier.problems:
         sys.stderr.write(f"keysvc logs: {copier.problems} problem(s) in {reader.location}\n")
@@ -84,6 +90,8 @@ class _Copier:
         self._logs = NodeLogs()
         self._names: dict[tuple[str, int, int], str] = {}
         self._strays: set[str] = set()
+        self._markers: set[MarkerName] = set()
+        self._said: set[str] = set()
         self.problems = 0
         self.seen_any = False
 
@@ -91,9 +99,16 @@ class _Copier:
         """List once and write everything that is ready."""
         listed, strays = self._reader.list_chunks()
         for stray in sorted(set(strays) - self._strays):
-            self._report_text(f"NOT A CHUNK gs://{self._reader.bucket}/{stray}: ignored")
+            try:
+                marker = parse_marker(stray[len(self._reader.prefix) :])
+            except InvalidInput:
+                self._report_text(f"NOT A CHUNK gs://{self._reader.bucket}/{stray}: ignored")
+                continue
+            if self._source is None or marker.source == self._source:
+                self._markers.add(marker)
         self._strays.update(strays)
         wanted = [item for item in listed if self._source is None or item.chunk.source == self._source]
+        self.seen_any = self.seen_any or bool(self._markers)
         self._remember(wanted)
         self._logs.add(item.chunk for item in wanted)
         cursors = self._logs.streams(self._source)
@@ -105,6 +120,26 @@ class _Copier:
                 self._report(problem)
             for piece in pieces:
                 self._write(cursor, piece)
+
+    def check_sequence(self, *, final: bool) -> None:
+        """Report recorded gaps (at once) and holes in the generation sequence (when ``final``)."""
+        ends = {(cursor.source, cursor.stream): cursor.offset for cursor in self._logs.streams(self._source)}
+        problems, notes = check_sequence(self._markers, ends)
+        for problem in problems:
+            if final or problem.kind == "recorded-gap":
+                self._say(problem.describe(), count=True)
+        for note in notes:
+            self._say(f"NOTE {note}", count=False)
+
+    def _say(self, text: str, *, count: bool) -> None:
+        if text in self._said:
+            return
+        self._said.add(text)
+        if count:
+            self._report_text(text)
+        else:
+            self._sink.flush()
+            sys.stderr.write(f"keysvc logs: {text}\n")
 
     def _remember(self, listed: list[ListedChunk]) -> None:
         for item in listed:

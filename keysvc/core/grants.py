@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keysvc.errors import InvalidObjectName
-from keysvc.wire.objectnames import object_name, parse_suffix
+from keysvc.wire.objectnames import object_name, parse_object_suffix
 
 CONTENT_TYPE = "application/gzip"
 MAX_URL_TTL_SECONDS = 900
@@ -84,7 +84,7 @@ def plan_grants(
     """
     seen: set[str] = set()
     for suffix in suffixes:
-        parse_suffix(suffix)
+        parse_object_suffix(suffix)
         if suffix in seen:
             raise InvalidObjectName("the same object name appears twice in one request")
         seen.add(suffix)

@@ -16,18 +16,24 @@ tiling breaks:
 - a **bad length** (an object that does not decompress to ``end - start`` bytes) is reported.
 
 Decompression is bounded by the length the name announces, so a hostile object cannot blow up memory.
+
+:func:`check_sequence` then checks the generations of each source against the agent's markers
+(:class:`~keysvc.wire.objectnames.MarkerName`): every **recorded gap** is reported, and so is every
+**hole**: a generation number with no object at all, or a generation that holds fewer bytes than
+the next generation's record says it ended with. A copytruncate boundary gives a note, not a
+problem: the bytes written between the copy and the truncate were never readable.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from keysvc.wire.objectnames import ChunkName
+from keysvc.wire.objectnames import ChunkName, MarkerName, stream_name
 
-ProblemKind = Literal["gap", "overlap", "bad-length", "bad-name"]
+ProblemKind = Literal["gap", "overlap", "bad-length", "bad-name", "recorded-gap", "hole"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,8 @@ class Problem:
         where = f"{self.source}/{self.stream}"
         if self.kind == "bad-name":
             return f"BAD NAME {self.detail}"
+        if self.kind in ("recorded-gap", "hole"):
+            return f"{'GAP RECORDED' if self.kind == 'recorded-gap' else 'HOLE'} in {where}: {self.detail}"
         label = {"gap": "GAP", "overlap": "OVERLAP", "bad-length": "BAD LENGTH"}[self.kind]
         return (
             f"{label} in {where} bytes {self.start}-{self.end} ({self.end - self.start} bytes): {self.detail}"
@@ -193,3 +201,70 @@ def _bad_length(chunk: ChunkName, detail: str) -> Problem:
 
 def _name(chunk: ChunkName) -> str:
     return chunk.suffix
+
+
+_UNCOUNTED = "; any generations rotated out after it before the agent saw them are lost too, uncounted"
+
+
+def check_sequence(
+    markers: Iterable[MarkerName], ends: Mapping[tuple[str, str], int]
+) -> tuple[list[Problem], list[str]]:
+    """Check each source's generations against its markers; return the problems and the notes.
+
+    ``ends`` maps each (source, stream) that has chunks to the byte its reassembly reached.
+    """
+    by_source: dict[str, list[MarkerName]] = {}
+    for marker in markers:
+        by_source.setdefault(marker.source, []).append(marker)
+    for source, _stream in ends:
+        by_source.setdefault(source, [])
+    problems: list[Problem] = []
+    notes: list[str] = []
+    for source in sorted(by_source):
+        found, noted = _check_source(source, sorted(set(by_source[source])), ends)
+        problems += found
+        notes += noted
+    return problems, notes
+
+
+def _check_source(
+    source: str, markers: list[MarkerName], ends: Mapping[tuple[str, str], int]
+) -> tuple[list[Problem], list[str]]:
+    present = {stream for (src, stream) in ends if src == source} | {m.stream for m in markers}
+    gaps = [m for m in markers if m.kind == "gap"]
+    problems = [
+        Problem(
+            "recorded-gap",
+            source,
+            m.stream,
+            m.start,
+            m.start if m.end is None else m.end,
+            f"the agent recorded bytes {m.start}-{'end' if m.end is None else m.end} as lost ({m.reason})"
+            + (_UNCOUNTED if m.end is None and m.reason == "deleted" else ""),
+        )
+        for m in gaps
+    ]
+    notes: list[str] = []
+    named = {m.previous for m in markers if m.previous is not None}
+    numbers = sorted(int(stream[1:]) for stream in present | named)
+    for number in range(numbers[0], numbers[-1] + 1) if numbers else ():
+        stream = stream_name(number)
+        if stream not in present:
+            detail = f"generation {stream} is missing: no object and no record of it in the bucket"
+            problems.append(Problem("hole", source, stream, 0, 0, detail))
+    for record in (m for m in markers if m.kind == "generation" and m.previous is not None):
+        previous = record.previous or ""
+        if record.copytruncated:
+            notes.append(
+                f"{source}/{previous} ends at a copytruncate: lines written between the copy and the "
+                "truncate were never readable"
+            )
+        have = ends.get((source, previous), 0)
+        covered = any(g.stream == previous and g.start <= have for g in gaps)
+        if record.length is not None and have < record.length and not covered and previous in present:
+            detail = (
+                f"the bucket holds bytes 0-{have} but {record.stream}'s record says {previous} "
+                f"ended at byte {record.length}"
+            )
+            problems.append(Problem("hole", source, previous, have, record.length, detail))
+    return problems, notes

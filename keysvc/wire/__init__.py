@@ -5,7 +5,7 @@ none of keysvc's dependencies are installed. Everything public is named here; th
 from ``keysvc.wire`` and nothing else of keysvc (a test in ``tests/test_layers.py`` holds it to that).
 
 - :mod:`keysvc.wire.keyformat`: the ingest key format (``nlk1_``), its checksum and hash.
-- :mod:`keysvc.wire.objectnames`: how chunk objects are named in the bucket.
+- :mod:`keysvc.wire.objectnames`: how chunk objects, generation records and gap records are named.
 - :mod:`keysvc.wire.results`: :class:`Success` and :class:`Failure` with a :class:`Reason`.
 """
 
@@ -22,7 +22,17 @@ from keysvc.wire.keyformat import (
 )
 from keysvc.wire.keyformat import PREFIX as KEY_PREFIX
 from keysvc.wire.keyformat import parse as parse_key
-from keysvc.wire.objectnames import ChunkName, chunk_suffix, parse_suffix, stream_name
+from keysvc.wire.objectnames import (
+    ChunkName,
+    MarkerName,
+    chunk_suffix,
+    gap_suffix,
+    generation_suffix,
+    parse_marker,
+    parse_object_suffix,
+    parse_suffix,
+    stream_name,
+)
 from keysvc.wire.results import Failure, Reason, Success
 
 __all__ = [
@@ -34,12 +44,17 @@ __all__ = [
     "SECRET_CHARS",
     "ChunkName",
     "Failure",
+    "MarkerName",
     "ParsedKey",
     "Reason",
     "Success",
     "chunk_suffix",
+    "gap_suffix",
+    "generation_suffix",
     "looks_like_key",
     "parse_key",
+    "parse_marker",
+    "parse_object_suffix",
     "parse_suffix",
     "stream_name",
 ]

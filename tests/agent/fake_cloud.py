@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from agent.transport import Response
-from keysvc.wire.objectnames import parse_suffix
+from keysvc.wire.objectnames import parse_object_suffix, parse_suffix
 
 BUCKET = "http://bucket.test/nodelogs-test/"
 
@@ -66,7 +66,7 @@ class FakeCloud:
         now = time.time()
         grants = []
         for item in request["objects"]:
-            parse_suffix(item["name"])
+            parse_object_suffix(item["name"])
             grants.append(
                 {
                     "name": item["name"],
@@ -101,6 +101,8 @@ def reassemble(objects: Mapping[str, bytes]) -> dict[tuple[str, str], bytes]:
     """Rebuild every (source, stream) from its objects; raise AssertionError on a gap or an overlap."""
     by_stream: dict[tuple[str, str], list[tuple[int, int, bytes]]] = {}
     for suffix, body in objects.items():
+        if suffix.endswith(".json"):
+            continue  # a generation or gap record: no log bytes
         name = parse_suffix(suffix)
         data = gzip.decompress(body)
         assert len(data) == name.end - name.start, f"{suffix} holds {len(data)} bytes"

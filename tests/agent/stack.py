@@ -201,6 +201,8 @@ def fetch_streams(gcs_url: str, node: str) -> dict[tuple[str, str], list[tuple[i
     prefix = f"{PREFIX}/{CLUSTER}/{node}/"
     streams: dict[tuple[str, str], list[tuple[int, int, bytes]]] = {}
     for item in emulator.list_objects(gcs_url, BUCKET, prefix):
+        if str(item["name"]).endswith(".json"):
+            continue  # a generation or gap record: no log bytes
         name = parse_suffix(str(item["name"]).removeprefix(prefix))
         data = gzip.decompress(emulator.read_object(gcs_url, BUCKET, str(item["name"])))
         streams.setdefault((name.source, name.stream), []).append((name.start, name.end, data))
@@ -235,6 +237,13 @@ def read_source(gcs_url: str, node: str, path: str) -> dict[int, bytes]:
 
 def logs_get(keysvc: Keysvc, node: str, output: Path) -> dict[str, dict[int, bytes]]:
     """Run the real ``keysvc logs get --output``; fail on gaps/overlaps; source -> generation -> bytes."""
+    code, stderr, found = logs_get_result(keysvc, node, output)
+    assert code == 0, f"keysvc logs get exited {code}: {stderr}"
+    return found
+
+
+def logs_get_result(keysvc: Keysvc, node: str, output: Path) -> tuple[int, str, dict[str, dict[int, bytes]]]:
+    """Run the real ``keysvc logs get --output``: its exit code, stderr, and source -> generation -> bytes."""
     result = subprocess.run(
         [
             str(BIN / "keysvc"),
@@ -255,11 +264,10 @@ def logs_get(keysvc: Keysvc, node: str, output: Path) -> dict[str, dict[int, byt
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, f"keysvc logs get exited {result.returncode}: {result.stderr}"
     found: dict[str, dict[int, bytes]] = {}
     for path in sorted(output.glob("*/*.log")):
         found.setdefault(path.parent.name, {})[int(path.stem.removeprefix("g"))] = path.read_bytes()
-    return found
+    return result.returncode, result.stderr, found
 
 
 def landed(gcs_url: str, node: str, path: Path, generation: int, expected: bytes) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from agent.checkpoint import JournalState, StateStore
-from agent.sources import JournalSpool
+from agent.journal import JournalSpool
 from tests.agent.journal_files import Journal
 
 KUBELET = "kubelet.service"

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from agent.checkpoint import Position, StateStore
-from agent.sources import FileTail, JournalSpool, expand, fingerprint, is_glob
+from agent.journal import JournalSpool
+from agent.sources import FileTail, expand, fingerprint, is_glob
 
 
 def tail_of(tmp_path: Path, path: Path) -> FileTail:
@@ -20,7 +21,7 @@ def ship_all(tail: FileTail) -> bytes:
     """Pretend everything available was shipped; return it."""
     data = tail.read(tail.offset, 1 << 20)
     end = tail.offset + len(data)
-    tail.shipped(end, fingerprint(tail.current.fd, end))  # type: ignore[union-attr]
+    tail.shipped(end, fingerprint(tail.current.reader.fd, end))  # type: ignore[union-attr]
     return data
 
 
@@ -69,17 +70,19 @@ def test_rename_rotation_drains_old_handle_then_starts_new_generation(tmp_path: 
 
 
 def test_deletion_drains_then_waits_for_the_path(tmp_path: Path) -> None:
-    """A deleted file is finished and closed; a new file at the path is the next generation."""
+    """A deleted file is finished, kept open until a new file exists, and that file is generation 2."""
     path = tmp_path / "gone.log"
     path.write_bytes(b"a\n")
     tail = tail_of(tmp_path, path)
     path.unlink()
     tail.refresh(1.0)
     assert ship_all(tail) == b"a\n"
-    assert tail.drained(1.0)
-    assert tail.current is None
+    assert tail.drained(1.0) is False
+    assert tail.current is not None
+    assert tail.current.generation == 1
     path.write_bytes(b"b\n")
     tail.refresh(2.0)
+    assert tail.drained(2.0)
     assert tail.current is not None
     assert tail.current.generation == 2
 
@@ -202,5 +205,6 @@ def test_rotated_file_is_kept_open_until_quiet(tmp_path: Path) -> None:
         handle.write(b"straggler\n")
     tail.refresh(10.5)
     assert ship_all(tail) == b"straggler\n"
+    path.write_bytes(b"new\n")
     assert tail.drained(11.0, quiet_for=2.0) is False
     assert tail.drained(12.5, quiet_for=2.0) is True

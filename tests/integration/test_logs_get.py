@@ -18,7 +18,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from keysvc.wire.objectnames import chunk_suffix, object_name
+from keysvc.wire.objectnames import chunk_suffix, gap_suffix, generation_suffix, object_name
 from tests import servers
 
 pytestmark = pytest.mark.integration
@@ -39,6 +39,11 @@ class Bucket:
         suffix = chunk_suffix(source, f"g{stream:06d}", start, start + len(data))
         blob = self.bucket.blob(object_name(PREFIX, CLUSTER, node, suffix))
         blob.upload_from_string(gzip.compress(data), content_type="application/gzip")
+
+    def mark(self, node: str, suffix: str) -> None:
+        """Upload a generation or gap record as the agent does."""
+        blob = self.bucket.blob(object_name(PREFIX, CLUSTER, node, suffix))
+        blob.upload_from_string(b"{}\n", content_type="application/json")
 
     def logs(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run ``keysvc logs get`` and return the finished process (text mode)."""
@@ -111,6 +116,26 @@ def test_gap_is_reported_and_fails(bucket: Bucket) -> None:
     assert result.returncode == 1
     assert b"GAP in syslog/g000001 bytes 100-200 (100 bytes)" in result.stderr
     assert result.stdout == data[:100] + data[200:]
+
+
+def test_recorded_gaps_and_holes_in_the_generation_sequence_fail(bucket: Bucket) -> None:
+    """A recorded gap, a missing generation and a short predecessor are each named on stderr; exit 1."""
+    node = "ip-10-0-0-9"
+    bucket.put(node, "syslog", 1, 0, b"one\n")
+    bucket.mark(node, generation_suffix("syslog", "g000001", None, None))
+    bucket.mark(node, generation_suffix("syslog", "g000002", "g000001", 9))
+    bucket.mark(node, generation_suffix("syslog", "g000004", "g000003", 0))
+    bucket.put(node, "syslog", 4, 0, b"four\n")
+    bucket.mark(node, gap_suffix("syslog", "g000004", 5, None, "truncated"))
+    result = bucket.logs_bytes("--node", node, "--region", "eu")
+    assert result.returncode == 1
+    assert result.stdout == b"one\nfour\n"
+    stderr = result.stderr.decode()
+    assert "HOLE in syslog/g000001: the bucket holds bytes 0-4 but g000002's record says g000001" in stderr
+    assert "HOLE in syslog/g000003: generation g000003 is missing" in stderr
+    assert "HOLE in syslog/g000002" not in stderr  # an empty generation with its record is no hole
+    assert "GAP RECORDED in syslog/g000004: the agent recorded bytes 5-end as lost (truncated)" in stderr
+    assert "NOT A CHUNK" not in stderr
 
 
 def test_overlap_is_reported_and_written_once(bucket: Bucket) -> None:

@@ -9,8 +9,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keysvc.core.logreader import NodeLogs, StreamCursor, decompress_chunk
-from keysvc.wire.objectnames import ChunkName
+from keysvc.core.logreader import NodeLogs, StreamCursor, check_sequence, decompress_chunk
+from keysvc.wire.objectnames import ChunkName, MarkerName, gap_suffix, generation_suffix, parse_marker
 
 
 def chunk(start: int, end: int, source: str = "syslog", stream: str = "g000001") -> ChunkName:
@@ -185,3 +185,47 @@ def test_reassembly_reports_exactly_the_missing_ranges(
             merged.append((start, end))
     assert [(p.start, p.end) for p in problems if p.kind == "gap"] == merged
     assert all(p.kind == "gap" for p in problems)
+
+
+def _marker(suffix: str) -> MarkerName:
+    return parse_marker(suffix)
+
+
+def test_sequence_reports_recorded_gaps_missing_generations_and_short_tails() -> None:
+    """Recorded gaps, a generation with no object, and one shorter than its successor says are problems."""
+    markers = [
+        _marker(generation_suffix("s", "g000001", None, None)),
+        _marker(generation_suffix("s", "g000002", "g000001", 100)),
+        _marker(generation_suffix("s", "g000004", "g000003", None)),
+        _marker(gap_suffix("s", "g000004", 0, None, "unreadable")),
+    ]
+    problems, notes = check_sequence(markers, {("s", "g000001"): 60, ("s", "g000002"): 5})
+    described = sorted(p.describe() for p in problems)
+    assert [p.kind for p in sorted(problems, key=lambda p: p.kind)] == ["hole", "hole", "recorded-gap"]
+    assert any("g000003 is missing" in text for text in described)
+    assert any("HOLE in s/g000001: the bucket holds bytes 0-60" in text for text in described)
+    assert any("GAP RECORDED in s/g000004" in text and "unreadable" in text for text in described)
+    assert notes == []
+
+
+def test_sequence_of_a_complete_source_is_clean_and_copytruncate_is_a_note() -> None:
+    """Generations that all add up give no problem; a copytruncate boundary gives one note."""
+    markers = [
+        _marker(generation_suffix("s", "g000001", None, None)),
+        _marker(generation_suffix("s", "g000002", "g000001", 60, copytruncated=True)),
+        _marker(generation_suffix("s", "g000003", "g000002", 0)),
+    ]
+    problems, notes = check_sequence(markers, {("s", "g000001"): 60})
+    assert problems == []
+    assert len(notes) == 1
+    assert "copytruncate" in notes[0]
+
+
+def test_gap_record_accounts_for_the_missing_tail_it_names() -> None:
+    """A tail the agent recorded as lost is reported once, as the recorded gap, not again as a hole."""
+    markers = [
+        _marker(gap_suffix("s", "g000001", 40, None, "deleted")),
+        _marker(generation_suffix("s", "g000002", "g000001", None)),
+    ]
+    problems, _ = check_sequence(markers, {("s", "g000001"): 40, ("s", "g000002"): 9})
+    assert [p.kind for p in problems] == ["recorded-gap"]

@@ -82,3 +82,30 @@ def test_object_name_under_node_prefix() -> None:
     assert objectnames.object_name("nodelogs", "prod", "node-1", GOOD) == f"nodelogs/prod/node-1/{GOOD}"
     with pytest.raises(InvalidObjectName):
         objectnames.object_name("nodelogs", "prod", "node-1", "../../other/x.gz")
+
+
+def test_markers_round_trip_through_their_names() -> None:
+    """Generation and gap records parse back to the facts they were built from, unknowns included."""
+    record = objectnames.generation_suffix("app-1", "g000003", "g000002", 4096, copytruncated=True)
+    assert record == "app-1/g000003/generation-after-g000002-0000000000004096-copytruncated.json"
+    assert objectnames.parse_object_suffix(record).suffix == record
+    first = objectnames.parse_marker(objectnames.generation_suffix("app-1", "g000001", None, None))
+    assert (first.kind, first.previous, first.length) == ("generation", None, None)
+    gap = objectnames.parse_marker(objectnames.gap_suffix("app-1", "g000002", 10, None, "deleted"))
+    assert (gap.kind, gap.start, gap.end, gap.reason) == ("gap", 10, None, "deleted")
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "app-1/g000002/gap-0000000000000010-0000000000000010-deleted.json",  # empty range
+        "app-1/g000002/gap-0000000000000000-unknown-eaten.json",  # unknown reason
+        "app-1/g000002/generation-after-g1-0000000000000001.json",
+        "app-1/g000002/notes.json",
+        "app-1/g000002/../generation-first.json",
+    ],
+)
+def test_malformed_markers_are_refused(suffix: str) -> None:
+    """A marker name outside its grammar is refused like a bad chunk name."""
+    with pytest.raises(InvalidObjectName):
+        objectnames.parse_object_suffix(suffix)
