@@ -14,9 +14,9 @@ a chunk the bucket acknowledged. A chunk is staged (fsynced) and named in an int
 *before* its PUT; after a ``kill -9`` anywhere, the next run re-sends the intent's chunks byte for byte
 (a 412 means "already there"), so objects never overlap and nothing is skipped.
 
-Every file is written with :func:`atomic_write`: temporary file in the same directory, fsync,
-``os.replace``, fsync of the directory. A file that cannot be parsed, or whose staged bytes do not
-match their recorded SHA-256, raises :class:`StateCorrupt` naming the file: the agent refuses to start
+Every file is written with :func:`agent.private_files.atomic_write`: temporary file in the same
+directory, fsync, ``os.replace``, fsync of the directory. A file that cannot be parsed, or whose
+staged bytes do not match their recorded SHA-256, raises :class:`StateCorrupt` naming the file: the agent refuses to start
 rather than guess (a guess could drop or duplicate data). Moving the named file aside lets the source
 start over, which may re-ship bytes already in the bucket.
 """
@@ -33,33 +33,9 @@ from typing import Any, TypeVar
 
 from agent.errors import StateCorrupt
 from agent.identity import EMPTY_SHA256, Expected
+from agent.private_files import atomic_write, fsync_dir
 
 STATE_VERSION = 1
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` so that ``path`` holds either the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
-    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True, slots=True)

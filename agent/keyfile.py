@@ -16,8 +16,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.checkpoint import atomic_write
 from agent.errors import KeyFileInsecure, KeyUnavailable
+from agent.private_files import atomic_write
 from keysvc.wire import Success, parse_key
 
 FINISHED_FILE = "finished.json"

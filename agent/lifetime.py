@@ -47,9 +47,9 @@ from typing import Protocol
 
 import structlog
 
-from agent.checkpoint import atomic_write
 from agent.config import AgentConfig
 from agent.errors import AgentError, KeyRefused, StateCorrupt
+from agent.private_files import atomic_write
 from agent.transport import Requester, Response
 
 BUDGET_SECONDS = 3600.0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.checkpoint import Intent, JournalState, Position, StagedChunk, StateStore, atomic_write
+from agent.checkpoint import Intent, JournalState, Position, StagedChunk, StateStore
 from agent.errors import StateCorrupt
 
 
@@ -21,16 +21,6 @@ def make_intent(store: StateStore, bodies: list[bytes]) -> Intent:
             StagedChunk(start, end, f"src-1/g000001/{start:016d}-{end:016d}.gz", staged, digest, 0, "fp")
         )
     return Intent("src-1", "/var/log/x", 1, 5, 7, tuple(chunks))
-
-
-def test_atomic_write_replaces_whole_file_with_private_mode(tmp_path: Path) -> None:
-    """atomic_write leaves the new content, mode 0600, and no temporary file behind."""
-    target = tmp_path / "f.json"
-    atomic_write(target, b"old")
-    atomic_write(target, b"new")
-    assert target.read_bytes() == b"new"
-    assert target.stat().st_mode & 0o777 == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
 
 def test_position_round_trips(tmp_path: Path) -> None:
