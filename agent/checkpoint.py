@@ -16,9 +16,9 @@ a chunk the bucket acknowledged. A chunk is staged (fsynced) and named in an int
 
 Every file is written with :func:`agent.private_files.atomic_write`: temporary file in the same
 directory, fsync, ``os.replace``, fsync of the directory. A file that cannot be parsed, or whose
-staged bytes do not match their recorded SHA-256, raises :class:`StateCorrupt` naming the file: the agent refuses to start
-rather than guess (a guess could drop or duplicate data). Moving the named file aside lets the source
-start over, which may re-ship bytes already in the bucket.
+staged bytes do not match their recorded SHA-256, raises :class:`StateCorrupt` naming the file: the
+agent refuses to start rather than guess (a guess could drop or duplicate data). Moving the named
+file aside lets the source start over, which may re-ship bytes already in the bucket.
 """
 
 from __future__ import annotations
