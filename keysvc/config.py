@@ -21,6 +21,7 @@ Example ``keysvc.toml``::
     auth_burst = 10                 # failed authentications one source address may make in a burst
     auth_refill_per_second = 0.5    # ... and how fast it regains them
     graceful_seconds = 10           # how long requests in flight may finish on SIGTERM
+    revoke_on_replay = false        # a replayed user-data key also revokes the key and its session
 
     [gcs]
     service_account_file = "/etc/keysvc/service-account.json"
@@ -84,6 +85,7 @@ class ServerConfig:
     auth_burst: int = 10
     auth_refill_per_second: float = 0.5
     graceful_seconds: float = 10.0
+    revoke_on_replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,5 +64,6 @@ def open_ingest(
             url_ttl_seconds=server.url_ttl_seconds,
             max_chunk_bytes=server.max_chunk_bytes,
             max_objects_per_grant=server.max_objects_per_grant,
+            revoke_on_replay=server.revoke_on_replay,
         ),
     )

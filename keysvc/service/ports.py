@@ -76,6 +76,14 @@ class Transaction(Reader, Protocol):
         """Count one use of a live key; return the new use count and whether ``source`` is new for it."""
         ...
 
+    def exchange(self, key_id: str, *, nonce_hash: bytes, session_hash: bytes, at: float) -> bool:
+        """Install a session on a live key never exchanged or exchanged with this nonce; else False."""
+        ...
+
+    def record_replay(self, key_id: str, *, at: float) -> int:
+        """Count one refused replay of a key; return the new count."""
+        ...
+
     def expired_live_keys(self, now: float) -> list[KeyRecord]:
         """Return live keys whose ``expires_at`` is at or before ``now``."""
         ...

@@ -5,6 +5,7 @@ none of keysvc's dependencies are installed. Everything public is named here; th
 from ``keysvc.wire`` and nothing else of keysvc (a test in ``tests/test_layers.py`` holds it to that).
 
 - :mod:`keysvc.wire.keyformat`: the ingest key format (``nlk1_``), its checksum and hash.
+- :mod:`keysvc.wire.sessionformat`: the session credential (``nls1_``) and the exchange nonce.
 - :mod:`keysvc.wire.objectnames`: how chunk objects are named in the bucket.
 - :mod:`keysvc.wire.results`: :class:`Success` and :class:`Failure` with a :class:`Reason`.
 """
@@ -24,6 +25,15 @@ from keysvc.wire.keyformat import PREFIX as KEY_PREFIX
 from keysvc.wire.keyformat import parse as parse_key
 from keysvc.wire.objectnames import ChunkName, chunk_suffix, parse_suffix, stream_name
 from keysvc.wire.results import Failure, Reason, Success
+from keysvc.wire.sessionformat import (
+    NONCE_CHARS,
+    SESSION_PATTERN,
+    SESSION_PREFIX,
+    ParsedSession,
+    is_nonce,
+    new_nonce,
+    parse_session,
+)
 
 __all__ = [
     "CHECKSUM_CHARS",
@@ -31,15 +41,22 @@ __all__ = [
     "KEY_ID_PATTERN",
     "KEY_PATTERN",
     "KEY_PREFIX",
+    "NONCE_CHARS",
     "SECRET_CHARS",
+    "SESSION_PATTERN",
+    "SESSION_PREFIX",
     "ChunkName",
     "Failure",
     "ParsedKey",
+    "ParsedSession",
     "Reason",
     "Success",
     "chunk_suffix",
+    "is_nonce",
     "looks_like_key",
+    "new_nonce",
     "parse_key",
+    "parse_session",
     "parse_suffix",
     "stream_name",
 ]

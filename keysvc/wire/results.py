@@ -27,6 +27,7 @@ class Reason(enum.StrEnum):
     BAD_OBJECT_NAME = "bad_object_name"
     RATE_LIMITED = "rate_limited"
     MISSING_CREDENTIAL = "missing_credential"
+    REPLAYED = "replayed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ def test_reason_values_are_stable() -> None:
         "bad_object_name",
         "rate_limited",
         "missing_credential",
+        "replayed",
     }
 
 
