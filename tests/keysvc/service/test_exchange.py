@@ -22,26 +22,29 @@ OTHER = "b" * 32
 def test_exchange_mints_a_session_that_grants_and_spends_the_key(
     service: KeyService, ingest: IngestService
 ) -> None:
-    """The first exchange returns an nls1_ session; the session authenticates and the raw key no longer does."""
+    """The first exchange returns an nls1_ session that authenticates; the raw key no longer does."""
     issued = service.add_node(add(), actor="p")
     answer = ingest.exchange(issued.key, NONCE, source="10.0.0.1")
-    assert answer.session.startswith("nls1_") and not answer.superseded
+    assert answer.session.startswith("nls1_")
+    assert not answer.superseded
     assert sessionformat.parse_session(answer.session).value.key_id == issued.record.key_id  # type: ignore[union-attr]
     rec = ingest.authenticate(answer.session, wanted=None, source="10.0.0.1")
     assert rec.key_id == issued.record.key_id
     stored = service.get_key(issued.record.key_id)
-    assert stored.exchanges == 1 and stored.session_hash == sessionformat.session_hash(answer.session)
+    assert stored.exchanges == 1
+    assert stored.session_hash == sessionformat.session_hash(answer.session)
     assert answer.session.encode() not in repr(stored).encode()
     assert refusal_reason(ingest, issued.key) == Reason.REPLAYED
     assert (EventType.EXCHANGED, None) in events(service)
 
 
 def test_same_nonce_again_supersedes_the_earlier_session(service: KeyService, ingest: IngestService) -> None:
-    """A repeat exchange with the same nonce (the agent after kill -9) replaces the session, audited as superseded."""
+    """The same nonce again (the agent after kill -9) replaces the session, audited as superseded."""
     issued = service.add_node(add(), actor="p")
     first = ingest.exchange(issued.key, NONCE, source="10.0.0.1")
     second = ingest.exchange(issued.key, NONCE, source="10.0.0.1")
-    assert second.superseded and second.session != first.session
+    assert second.superseded
+    assert second.session != first.session
     assert refusal_reason(ingest, first.session) == Reason.HASH_MISMATCH
     assert ingest.authenticate(second.session, wanted=None, source="10.0.0.1").key_id == issued.record.key_id
     assert (EventType.EXCHANGED, "superseded") in events(service)
@@ -51,21 +54,28 @@ def test_same_nonce_again_supersedes_the_earlier_session(service: KeyService, in
 def test_another_nonce_is_a_loud_replay_and_the_session_keeps_working(
     service: KeyService, ingest: IngestService
 ) -> None:
-    """Another nonce is refused uniformly, audited as replayed, logged as a warning; the legitimate session stays."""
+    """Another nonce is refused uniformly, audited replayed, logged as a warning; the session stays."""
     issued = service.add_node(add(), actor="p")
     answer = ingest.exchange(issued.key, NONCE, source="10.0.0.1")
     with capture_logs() as logs, pytest.raises(Refused) as caught:
         ingest.exchange(issued.key, OTHER, source="192.0.2.7")
-    assert str(caught.value) == "credential refused" and not isinstance(caught.value, KeyEnded)
+    assert str(caught.value) == "credential refused"
+    assert not isinstance(caught.value, KeyEnded)
     warning = [e for e in logs if e["event"] == "key_replayed"]
-    assert warning and warning[0]["log_level"] == "warning"
-    assert warning[0]["key_id"] == issued.record.key_id and warning[0]["source"] == "192.0.2.7"
+    assert warning
+    assert warning[0]["log_level"] == "warning"
+    assert warning[0]["key_id"] == issued.record.key_id
+    assert warning[0]["source"] == "192.0.2.7"
     assert issued.key not in repr(logs)
     replay = service.audit.records(event=EventType.REFUSED)[-1].event
-    assert replay.reason == "replayed" and replay.source == "192.0.2.7"
-    assert replay.detail["via"] == "exchange" and issued.key not in repr(replay)
+    assert replay.reason == "replayed"
+    assert replay.source == "192.0.2.7"
+    assert replay.detail["via"] == "exchange"
+    assert issued.key not in repr(replay)
     rec = service.get_key(issued.record.key_id)
-    assert rec.replays == 1 and rec.exchanges == 1 and rec.state is KeyState.LIVE
+    assert rec.replays == 1
+    assert rec.exchanges == 1
+    assert rec.state is KeyState.LIVE
     assert ingest.authenticate(answer.session, wanted=None, source="10.0.0.1").key_id == rec.key_id
     assert [r.key_id for r in service.list_keys(replayed=True)] == [rec.key_id]
     assert service.list_keys(replayed=False) == []
@@ -85,7 +95,9 @@ def test_revoke_on_replay_revokes_key_and_session(service: KeyService, clock: Ma
     answer = strict.exchange(issued.key, NONCE, source="10.0.0.1")
     assert refusal_reason(strict, issued.key) == Reason.REPLAYED
     rec = service.get_key(issued.record.key_id)
-    assert rec.state is KeyState.REVOKED and rec.end_reason == "replayed" and rec.session_hash is None
+    assert rec.state is KeyState.REVOKED
+    assert rec.end_reason == "replayed"
+    assert rec.session_hash is None
     assert refusal_reason(strict, answer.session) == Reason.REVOKED
     assert (EventType.REVOKED, "replayed") in events(service)
 
@@ -108,7 +120,7 @@ def test_session_dies_with_the_key(service: KeyService, clock: ManualClock, inge
 
 
 def test_bad_exchanges_change_no_state(service: KeyService, ingest: IngestService) -> None:
-    """A malformed nonce, a forged session, a session offered for exchange, or a wrong key leave the key untouched."""
+    """A malformed nonce, a forged session or a wrong key leave the key untouched."""
     issued = service.add_node(add(), actor="p")
     before = service.get_key(issued.record.key_id)
     for nonce in ("", "A" * 32, "a" * 31, "a" * 33, "a" * 10_000):
@@ -122,11 +134,12 @@ def test_bad_exchanges_change_no_state(service: KeyService, ingest: IngestServic
     with pytest.raises(Refused):
         ingest.exchange(wrong, NONCE, source="10.0.0.1")
     after = service.get_key(issued.record.key_id)
-    assert after == before and after.nonce_hash is None
+    assert after == before
+    assert after.nonce_hash is None
 
 
 def test_session_format_round_trips_and_rejects_damage() -> None:
-    """A minted session parses, a flipped character fails the checksum, and a key never parses as a session."""
+    """A minted session parses, a flipped character fails the checksum, a key never parses as one."""
     minted = sessionformat.mint_session("a" * 16)
     assert len(minted.session) == sessionformat.SESSION_LENGTH
     assert sessionformat.SESSION_PATTERN.fullmatch(minted.session)

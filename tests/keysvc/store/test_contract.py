@@ -269,7 +269,7 @@ def test_bind_instance_changes_only_a_live_unbound_key(store: Store) -> None:
 
 
 def test_exchange_is_conditional_on_the_first_nonce(store: Store) -> None:
-    """The first exchange fixes the nonce; the same nonce may replace the session, another nonce changes nothing."""
+    """The first exchange fixes the nonce; the same nonce may replace the session, another changes nothing."""
     record = key()
     with store.transaction() as tx:
         tx.insert_key(record)
@@ -309,4 +309,6 @@ def test_replays_count_filter_and_end_key_drops_the_session(store: Store) -> Non
         assert tx.end_key(replayed.key_id, KeyState.REVOKED, at=T0 + 4, reason="terminated")
     with store.read() as reader:
         ended = reader.get_key(replayed.key_id)
-    assert ended is not None and ended.session_hash is None and ended.nonce_hash == b"n" * 32
+    assert ended is not None
+    assert ended.session_hash is None
+    assert ended.nonce_hash == b"n" * 32
