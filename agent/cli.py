@@ -17,6 +17,7 @@ Exit codes of ``run`` (the systemd unit has ``RestartPreventExitStatus=2 10 11 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -42,6 +43,7 @@ from agent.errors import (
 from agent.lifetime import Lifetime, UntilDeadline
 from agent.proxyconfig import ProxyConfig
 from agent.runner import Agent
+from agent.session import Session
 from agent.signals import Signals
 from agent.transport import Transport
 
@@ -140,6 +142,7 @@ def run(config: AgentConfig) -> int:
     log = structlog.get_logger()
     state_dir = statedir.prepare(Path(config.state_dir))
     key = _unfinished_key(Path(config.key_file), state_dir)
+    key = dataclasses.replace(key, session=Session(state_dir, key.key_id))
     logging_setup.REDACTOR.own_key = key.secret
     store = StateStore(state_dir).open()
     life = Lifetime(state_dir, key.key_id).start()

@@ -13,12 +13,16 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.checkpoint import atomic_write
 from agent.errors import KeyFileInsecure, KeyUnavailable
 from keysvc.wire import Success, parse_key
+
+if TYPE_CHECKING:
+    from agent.session import Session
 
 FINISHED_FILE = "finished.json"
 _MAX_KEY_FILE_BYTES = 4096
@@ -26,10 +30,15 @@ _MAX_KEY_FILE_BYTES = 4096
 
 @dataclass(frozen=True, slots=True)
 class NodeKey:
-    """The key as read from its file. ``repr`` never shows the secret."""
+    """The key as read from its file. ``repr`` never shows the secret.
+
+    ``session``: where the key's exchange for a session is held (:mod:`agent.session`); None only for
+    callers that present the key itself (tests of the grant client, older keysvc protocols).
+    """
 
     key_id: str
     secret: str
+    session: Session | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"NodeKey(key_id={self.key_id!r})"

@@ -25,10 +25,7 @@ bearer = HTTPBearer(
 )
 
 
-def router(ctx: Context) -> APIRouter:
-    """Build the exchange and grant routes."""
-    api = APIRouter(tags=["agent"], dependencies=[Security(bearer)])
-
+def _add_exchange(api: APIRouter, ctx: Context) -> None:
     @api.post(
         EXCHANGE_PATH,
         response_model=ExchangeResponse,
@@ -44,6 +41,12 @@ def router(ctx: Context) -> APIRouter:
             server_time=answer.server_time,
             key_expires_at=answer.record.expires_at,
         )
+
+
+def router(ctx: Context) -> APIRouter:
+    """Build the exchange and grant routes."""
+    api = APIRouter(tags=["agent"], dependencies=[Security(bearer)])
+    _add_exchange(api, ctx)
 
     @api.post(
         GRANT_PATH,
