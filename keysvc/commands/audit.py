@@ -153,6 +153,8 @@ def run_show(args: argparse.Namespace) -> int:
             {
                 "key_id": args.key_id,
                 "state": key.state.value if key else None,
+                "exchanges": key.exchanges if key else None,
+                "replays": key.replays if key else None,
                 "events": [auditchain.record_to_json(r) for r in records],
             }
         )
@@ -163,6 +165,11 @@ def run_show(args: argparse.Namespace) -> int:
             f"region {key.region}  state {key.state.value}  uses {key.uses}"
         )
         emit(f"  valid {iso(key.started_at)} .. {iso(key.expires_at)}")
+        session = "held" if key.session_hash is not None else ("ended" if key.exchanged else "none")
+        emit(
+            f"  exchanged {iso(key.exchanged_at)}  exchanges {key.exchanges}  session {session}  "
+            f"replays {key.replays}  last replay {iso(key.last_replay_at)}"
+        )
     for record in records:
         emit(f"{iso(record.event.at)}  #{record.seq:<6} {record.event.event.value:<8} {describe(record)}")
     return 0
