@@ -164,11 +164,10 @@ def run_show(args: argparse.Namespace) -> int:
             f"key {key.key_id}  cluster {key.cluster}  node {key.node}  instance {key.instance or '-'}  "
             f"region {key.region}  state {key.state.value}  uses {key.uses}"
         )
-        emit(f"  valid {iso(key.started_at)} .. {iso(key.expires_at)}")
         session = "held" if key.session_hash is not None else ("ended" if key.exchanged else "none")
         emit(
-            f"  exchanged {iso(key.exchanged_at)}  exchanges {key.exchanges}  session {session}  "
-            f"replays {key.replays}  last replay {iso(key.last_replay_at)}"
+            f"  valid {iso(key.started_at)} .. {iso(key.expires_at)}  exchanged {iso(key.exchanged_at)} "
+            f"({key.exchanges}x)  session {session}  replays {key.replays}"
         )
     for record in records:
         emit(f"{iso(record.event.at)}  #{record.seq:<6} {record.event.event.value:<8} {describe(record)}")
