@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -188,7 +189,8 @@ def check(config: AgentConfig) -> int:
 
     transport = _transport(config)
     try:
-        return preflight.run_check(config, transport, sys.stdout)
+        read = functools.partial(preflight.read_credential, state_dir=Path(config.state_dir))
+        return preflight.run_check(config, transport, sys.stdout, read_key=read)
     finally:
         transport.close()
 

@@ -56,6 +56,14 @@ def _write(path: Path, key_id: str, field: str, value: str) -> None:
     atomic_write(path, body.encode("ascii"))
 
 
+def stored_session(state_dir: Path, key_id: str) -> str | None:
+    """Return the session this agent holds for ``key_id``, without ever exchanging (for ``check``)."""
+    stored = _read(state_dir / SESSION_FILE, key_id, "session")
+    if stored is not None and not isinstance(parse_session(stored), Success):
+        raise StateCorrupt(f"{state_dir / SESSION_FILE} does not hold a well-formed session")
+    return stored
+
+
 class Session:
     """Holds this agent's session credential for one key, exchanging the key for it the first time.
 

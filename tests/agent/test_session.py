@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from agent.errors import StateCorrupt
-from agent.session import NONCE_FILE, SESSION_FILE, Session
+from agent.preflight import read_credential
+from agent.session import NONCE_FILE, SESSION_FILE, Session, stored_session
 from keysvc.wire import is_nonce
+from keysvc.wire.keyformat import mint as mint_key
 from keysvc.wire.sessionformat import mint_session
 
 KEY_ID = "abcdefghijklmnop"
@@ -73,3 +75,18 @@ def test_files_for_another_key_are_ignored_and_damage_stops_the_agent(tmp_path: 
     (tmp_path / SESSION_FILE).unlink()
     with pytest.raises(StateCorrupt):
         Session(tmp_path, KEY_ID).bearer(lambda _n: mint_session("qrstuvwxyz234567").session)
+
+
+def test_check_presents_the_stored_session_and_never_exchanges(tmp_path: Path) -> None:
+    """`check` reads the key, then prefers the session the agent holds; without one it uses the key."""
+    minted = mint_key()
+    key_file = tmp_path / "key"
+    key_file.write_text(minted.key + "\n")
+    key_file.chmod(0o600)
+    state = tmp_path / "state"
+    state.mkdir()
+    assert read_credential(key_file, state_dir=state) == minted.key
+    session = mint_session(minted.key_id).session
+    Session(state, minted.key_id).bearer(lambda _nonce: session)
+    assert read_credential(key_file, state_dir=state) == session
+    assert stored_session(state, "qrstuvwxyz234567") is None

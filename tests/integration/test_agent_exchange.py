@@ -48,6 +48,15 @@ def test_a_copy_of_the_key_is_refused_and_the_first_agent_keeps_shipping(
     for name in ("session.json", "exchange-nonce.json"):
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
     assert node.key not in (state / "session.json").read_text()
+    check = subprocess.run(
+        [str(BIN / "nodelogs-agent"), "check"],
+        env={**node.env(), "NODELOGS_BUCKET_URL": fake_gcs.url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr  # it presented the session, not the key
 
     thief = Node(tmp_path / "thief", keysvc, node.name, (str(log),))
     thief.root.mkdir()
@@ -70,7 +79,7 @@ def test_a_copy_of_the_key_is_refused_and_the_first_agent_keeps_shipping(
 
     shown = json.loads(keysvc_cli(keysvc, "keys", "show", node.key_id, "-o", "json"))
     assert shown["exchanges"] == 1
-    assert shown["replays"] == 1
+    assert shown["replays"] == 1  # the thief's exchange only, not `check`
     assert shown["session"] == "held"
     listed = json.loads(keysvc_cli(keysvc, "keys", "list", "--replayed", "-o", "json"))
     assert [k["key_id"] for k in listed] == [node.key_id]
