@@ -143,7 +143,8 @@ def run(config: AgentConfig) -> int:
     log = structlog.get_logger()
     state_dir = statedir.prepare(Path(config.state_dir))
     key = _unfinished_key(Path(config.key_file), state_dir)
-    key = dataclasses.replace(key, session=Session(state_dir, key.key_id))
+    identity = keyfile.read_identity(Path(config.key_file).parent)
+    key = dataclasses.replace(key, session=Session(state_dir, key.key_id, identity))
     logging_setup.REDACTOR.own_key = key.secret
     store = StateStore(state_dir).open()
     life = Lifetime(state_dir, key.key_id).start()

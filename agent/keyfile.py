@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from agent.session import Session
 
 FINISHED_FILE = "finished.json"
+#: Written next to the key file by the user data (IMDSv2), read once for the exchange.
+IDENTITY_DOCUMENT_FILE = "identity-document"
+IDENTITY_SIGNATURE_FILE = "identity-signature"
+_MAX_IDENTITY_BYTES = 4096
 _MAX_KEY_FILE_BYTES = 4096
 
 
@@ -74,6 +78,25 @@ def read_key(path: Path) -> NodeKey:
     if not isinstance(parsed, Success):
         raise KeyFileInsecure(f"key file {path} does not hold a well-formed nodelogs key ({parsed.reason})")
     return NodeKey(key_id=parsed.value.key_id, secret=parsed.value.key)
+
+
+def read_identity(key_dir: Path) -> tuple[str, str] | None:
+    """Return the instance identity document and its signature beside the key, or None if absent.
+
+    Either file missing, empty, oversized or not text means "no document": the exchange goes
+    without one (keysvc refuses it only when the cluster requires documents).
+    """
+    try:
+        parts = [
+            (key_dir / name).read_bytes()[: _MAX_IDENTITY_BYTES + 1]
+            for name in (IDENTITY_DOCUMENT_FILE, IDENTITY_SIGNATURE_FILE)
+        ]
+        document, signature = (part.decode("utf-8") for part in parts)
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not document.strip() or not signature.strip() or max(len(p) for p in parts) > _MAX_IDENTITY_BYTES:
+        return None
+    return document, signature.strip()
 
 
 def remove_key(path: Path) -> bool:

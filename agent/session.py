@@ -70,7 +70,9 @@ class Session:
     Thread-safe: the grant and probe clients share one instance, so only one exchange is ever in flight.
     """
 
-    def __init__(self, state_dir: Path, key_id: str) -> None:
+    def __init__(self, state_dir: Path, key_id: str, identity: tuple[str, str] | None = None) -> None:
+        #: The EC2 instance identity document and its signature, sent with the exchange when present.
+        self.identity = identity
         self._dir = state_dir
         self._key_id = key_id
         self._session: str | None = None

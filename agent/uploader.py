@@ -151,7 +151,11 @@ class KeysvcClient:
 
     def _exchange(self, nonce: str) -> str:
         """Exchange the user-data key and ``nonce`` for a session (see :mod:`agent.session`)."""
-        response = self._post(self._exchange_url, self._key.secret, {"nonce": nonce})
+        payload = {"nonce": nonce}
+        identity = self._key.session.identity if self._key.session is not None else None
+        if identity is not None:
+            payload.update(identity_document=identity[0], identity_signature=identity[1])
+        response = self._post(self._exchange_url, self._key.secret, payload)
         self._check_status(response, "exchange", [], bugs=(400, 422))
         try:
             session = json.loads(response.body)["session"]

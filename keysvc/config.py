@@ -32,6 +32,12 @@ Example ``keysvc.toml``::
     prefix = "nodelogs"
     endpoint = "https://keysvc.eu.example.com"   # the keysvc URL agents in this region use
 
+    [identity]                      # EC2 instance identity documents sent with the exchange
+    trust_dir = ""                  # AWS's RSA certificates, one <region>.pem each; empty: none trusted
+    allowed_accounts = ""           # comma-separated AWS account ids; empty: any
+    require = false                 # true: no verified document, no session
+    skew_seconds = 300              # pendingTime may precede the AddNode's start by this much
+
     [events]
     queue_url = ""                  # SQS queue fed by the EventBridge rule; empty disables
     aws_region = "us-east-1"
@@ -108,6 +114,16 @@ class EventsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """Instance identity documents: the trust directory and what a cluster requires of them."""
+
+    trust_dir: Path = Path()
+    allowed_accounts: str = ""
+    require: bool = False
+    skew_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All of keysvc's configuration."""
 
@@ -118,6 +134,7 @@ class Settings:
         default_factory=lambda: {"local": Region(name="local", bucket="nodelogs-local")}
     )
     events: EventsConfig = field(default_factory=EventsConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
 
     @classmethod
     def load(cls, path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -143,7 +160,7 @@ class Settings:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], origin: str = "config") -> Settings:
         """Build settings from parsed TOML."""
-        known = {"state", "server", "gcs", "regions", "events"}
+        known = {"state", "server", "gcs", "regions", "events", "identity"}
         unknown = set(raw) - known
         if unknown:
             raise ConfigError(f"{origin}: unknown section(s): {', '.join(sorted(unknown))}")
@@ -165,6 +182,7 @@ class Settings:
             gcs=_section(GcsConfig, raw.get("gcs", {}), "gcs", origin),
             regions=regions,
             events=_section(EventsConfig, raw.get("events", {}), "events", origin),
+            identity=_section(IdentityConfig, raw.get("identity", {}), "identity", origin),
         )
         return settings.validated()
 

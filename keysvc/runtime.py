@@ -8,9 +8,13 @@ builds the URL signer; entry points (the CLI, ``keysvc serve``, the event consum
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from keysvc.aws.identity import TrustDirectory
 from keysvc.config import Settings
 from keysvc.core.clock import Clock, SystemClock
+from keysvc.core.identity import IdentityPolicy
+from keysvc.errors import ConfigError
 from keysvc.files import audit_signing
 from keysvc.gcs.url_signing import GcsUrlSigner
 from keysvc.service.ingest import GrantPolicy, IngestService
@@ -66,4 +70,19 @@ def open_ingest(
             max_objects_per_grant=server.max_objects_per_grant,
             revoke_on_replay=server.revoke_on_replay,
         ),
+        **identity_parts(settings),
     )
+
+
+def identity_parts(settings: Settings) -> dict[str, Any]:
+    """The identity-document verifier and policy of the ingest service, from ``[identity]``."""
+    conf = settings.identity
+    if conf.require and conf.trust_dir == Path():
+        raise ConfigError("identity.require needs identity.trust_dir (AWS's certificates, one <region>.pem)")
+    accounts = frozenset(a.strip() for a in conf.allowed_accounts.split(",") if a.strip())
+    return {
+        "identity": TrustDirectory(conf.trust_dir) if conf.trust_dir != Path() else None,
+        "identity_policy": IdentityPolicy(
+            require=conf.require, allowed_accounts=accounts, skew_seconds=conf.skew_seconds
+        ),
+    }

@@ -132,7 +132,7 @@ class Guard:
             self._metrics.refusals.inc(exc.reason)
             raise
 
-    def exchange(self, request: Request, nonce: str) -> ExchangeAnswer:
+    def exchange(self, request: Request, nonce: str, identity: tuple[bytes, str] | None) -> ExchangeAnswer:
         """Exchange the request's ingest key for a session; the service audits every refusal."""
         source = source_of(request)
         self.admit(source)
@@ -142,7 +142,7 @@ class Guard:
             self._refuse(Reason.MISSING_CREDENTIAL, source, detail={"endpoint": request.url.path})
             raise Refused(Reason.MISSING_CREDENTIAL)
         try:
-            return self._ingest.exchange(presented, nonce, source=source)
+            return self._ingest.exchange(presented, nonce, source=source, identity=identity)
         except Refused as exc:
             self._failed(source)
             self._metrics.refusals.inc(exc.reason)

@@ -33,7 +33,10 @@ def _add_exchange(api: APIRouter, ctx: Context) -> None:
         summary="Exchange, once: the user-data key and the agent's nonce for a session credential",
     )
     def exchange(body: ExchangeRequest, request: Request) -> ExchangeResponse:
-        answer = ctx.guard.exchange(request, body.nonce)
+        identity = None
+        if body.identity_document is not None and body.identity_signature is not None:
+            identity = (body.identity_document.encode("utf-8"), body.identity_signature)
+        answer = ctx.guard.exchange(request, body.nonce, identity)
         return ExchangeResponse(
             key_id=answer.record.key_id,
             session=answer.session,

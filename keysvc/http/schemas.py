@@ -134,6 +134,18 @@ class ExchangeRequest(_Request):
     nonce: str = Field(
         min_length=32, max_length=32, pattern="^[a-z2-7]{32}$", description="32 base32 characters"
     )
+    identity_document: str | None = Field(
+        default=None, max_length=4096, description="the EC2 instance identity document, as IMDS served it"
+    )
+    identity_signature: str | None = Field(
+        default=None, max_length=1024, description="its base64 RSA-SHA256 signature (IMDS .../signature)"
+    )
+
+    @model_validator(mode="after")
+    def _document_with_signature(self) -> ExchangeRequest:
+        if (self.identity_document is None) != (self.identity_signature is None):
+            raise ValueError("give identity_document and identity_signature together, or neither")
+        return self
 
 
 class ExchangeResponse(BaseModel):

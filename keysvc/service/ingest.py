@@ -24,10 +24,12 @@ import structlog
 
 from keysvc.core import expiry, scope
 from keysvc.core.grants import plan_grants, upload_headers
+from keysvc.core.identity import IdentityDocument, IdentityPolicy
 from keysvc.core.models import EventType, KeyRecord, KeyState, Region, Scope
 from keysvc.errors import ConfigError, InvalidInput, InvalidObjectName, KeyEnded, Refused
+from keysvc.service import identity_checks
 from keysvc.service.audit import MAX_SOURCE, AuditTrail, key_event, refusal_event
-from keysvc.service.ports import Clock, Store, Transaction, UrlSigner
+from keysvc.service.ports import Clock, IdentityVerifier, Store, Transaction, UrlSigner
 from keysvc.wire import keyformat, sessionformat
 from keysvc.wire.results import Failure, Reason
 
@@ -121,7 +123,11 @@ class IngestService:
         signer: UrlSigner,
         regions: Mapping[str, Region],
         policy: GrantPolicy | None = None,
+        identity: IdentityVerifier | None = None,
+        identity_policy: IdentityPolicy | None = None,
     ) -> None:
+        self._identity = identity
+        self.identity_policy = identity_policy if identity_policy is not None else IdentityPolicy()
         self._store = store
         self._audit = audit
         self._clock = clock
@@ -174,14 +180,17 @@ class IngestService:
                 self._audit_refusal(tx, failure, rec, key_id, wanted=wanted, source=source, now=now)
         raise self._error(failure, rec, key_id, source=source)
 
-    def exchange(self, presented: str, nonce: str, *, source: str) -> ExchangeAnswer:
+    def exchange(
+        self, presented: str, nonce: str, *, source: str, identity: tuple[bytes, str] | None = None
+    ) -> ExchangeAnswer:
         """Exchange a user-data key and the agent's nonce for a session credential, once.
 
         The first exchange fixes the nonce. The same key with the same nonce again is the same agent
         after a crash: a new session supersedes the earlier one (audited ``exchanged``, reason
         ``superseded``). The key with any other nonce is a ``replayed`` refusal, and so is a grant
         with the raw key after the exchange. A malformed nonce is :class:`InvalidInput` and changes
-        nothing.
+        nothing. ``identity`` is the EC2 instance identity document and its signature: a bad one is
+        refused with its precise reason and changes nothing; a good one binds an unbound key.
         """
         if not isinstance(nonce, str) or not sessionformat.is_nonce(nonce):
             raise InvalidInput(f"nonce must be {sessionformat.NONCE_CHARS} base32 characters (a-z, 2-7)")
@@ -196,6 +205,7 @@ class IngestService:
                 now=now,
             )
         presented_nonce = sessionformat.nonce_hash(nonce)
+        verified = identity_checks.verify(self._identity, identity)
         with self._store.transaction() as tx:
             rec = tx.get_key(key_id)
             failure = check_key(rec, presented, None, now)
@@ -203,15 +213,40 @@ class IngestService:
                 same = sessionformat.digest_matches(presented_nonce, rec.nonce_hash)
                 minted = sessionformat.mint_session(key_id)
                 hashed = sessionformat.session_hash(minted.session)
-                if (rec.exchanged and not same) or not tx.exchange(
-                    key_id, nonce_hash=presented_nonce, session_hash=hashed, at=now
-                ):
+                if rec.exchanged and not same:
+                    failure = self._replayed(tx, rec, now, source=source, via="exchange")
+                elif (failure := identity_checks.refusal(self.identity_policy, rec, verified)) is not None:
+                    self._audit_refusal(tx, failure, rec, key_id, wanted=None, source=source, now=now)
+                elif not tx.exchange(key_id, nonce_hash=presented_nonce, session_hash=hashed, at=now):
                     failure = self._replayed(tx, rec, now, source=source, via="exchange")
                 else:
+                    self._bind_learned(tx, rec, verified, now, source=source)
                     return self._exchanged(tx, rec, minted.session, now, source=source, superseded=same)
             else:
                 self._audit_refusal(tx, failure, rec, key_id, wanted=None, source=source, now=now)
         raise self._error(failure, rec, key_id, source=source)
+
+    def _bind_learned(
+        self,
+        tx: Transaction,
+        rec: KeyRecord,
+        doc: IdentityDocument | Failure | None,
+        now: float,
+        *,
+        source: str,
+    ) -> None:
+        """Bind an unbound key to the instance its verified identity document names (trust on first use)."""
+        if not isinstance(doc, IdentityDocument) or rec.instance is not None:
+            return
+        if tx.bind_instance(rec.key_id, doc.instance_id):
+            detail = {
+                "learned": "instance identity document",
+                "account": doc.account_id,
+                "aws_region": doc.region,
+            }
+            bound = replace(rec, instance=doc.instance_id)
+            self._audit.append(tx, key_event(EventType.BOUND, bound, now, source=source, detail=detail))
+            log.info("key_bound", key_id=rec.key_id, instance=doc.instance_id, learned="identity document")
 
     def _exchanged(
         self, tx: Transaction, rec: KeyRecord, session: str, now: float, *, source: str, superseded: bool

@@ -28,9 +28,11 @@ from typing import Protocol
 
 from keysvc.core.auditchain import ChainHead, Signer
 from keysvc.core.clock import Clock
+from keysvc.core.identity import IdentityDocument
 from keysvc.core.models import AuditFilter, AuditRecord, KeyFilter, KeyRecord, KeyState
+from keysvc.wire.results import Failure, Success
 
-__all__ = ["Clock", "Reader", "Signer", "Store", "Transaction", "UrlSigner"]
+__all__ = ["Clock", "IdentityVerifier", "Reader", "Signer", "Store", "Transaction", "UrlSigner"]
 
 
 class Reader(Protocol):
@@ -136,4 +138,12 @@ class UrlSigner(Protocol):
 
     def check_ready(self) -> None:
         """Raise :class:`SigningError` when no URL can be signed right now."""
+        ...
+
+
+class IdentityVerifier(Protocol):
+    """Verifies an identity document's signature (:class:`~keysvc.aws.identity.TrustDirectory`)."""
+
+    def verify(self, document: bytes, signature: str) -> Success[IdentityDocument] | Failure:
+        """Return the document once its signature verified, or why it did not."""
         ...

@@ -15,6 +15,7 @@ from agent.chunking import source_id
 from keysvc.devtools import emulator
 from tests.agent.stack import BIN, BUCKET, Keysvc, Node, landed, logs_get
 from tests.faultproxy import FaultProxy
+from tests.identity_docs import ACCOUNT, FakeAws
 from tests.servers import Server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -134,3 +135,31 @@ def test_kill9_during_the_exchange_still_yields_one_working_agent(
     superseded = [e for e in timeline["events"] if (e["event"], e["reason"]) == ("exchanged", "superseded")]
     assert len(superseded) == exchanges - 1
     assert json.loads(keysvc_cli(keysvc, "audit", "verify", "-o", "json"))["ok"] is True
+
+
+def test_a_cluster_that_requires_the_identity_document(tmp_path: Path, fake_gcs: Server) -> None:
+    """With [identity] require, an agent with a signed document beside its key ships; one without exits 11."""
+    emulator.create_buckets(fake_gcs.url, [BUCKET])
+    aws = FakeAws()
+    trust = aws.trust(tmp_path / "trust")
+    service = Keysvc(tmp_path / "keysvc", fake_gcs.url).prepare()
+    with (service.state / "keysvc.toml").open("a") as toml:
+        toml.write(f'[identity]\ntrust_dir = "{trust}"\nrequire = true\nallowed_accounts = "{ACCOUNT}"\n')
+    service.start()
+    try:
+        log = tmp_path / "boot.log"
+        log.write_bytes(b"hello from a verified instance\n")
+        without = Node(tmp_path / "without", service, "doc-less", (str(log),)).provision()
+        assert without.start().wait(15) == 11
+        node = Node(tmp_path / "node", service, "doc-node", (str(log),)).provision()
+        document, signature = aws.document("i-0123456789abcdef0", pending=time.time())
+        for name, value in (("identity-document", document), ("identity-signature", signature.encode())):
+            (node.root / name).write_bytes(value)
+            (node.root / name).chmod(0o600)
+        node.start()
+        wait_until(lambda: landed(fake_gcs.url, node.name, log, 1, log.read_bytes()), what="verified upload")
+        assert node.terminate() == 0
+        refusals = json.loads(keysvc_cli(service, "audit", "list", "--event", "refused", "-o", "json"))
+        assert [r["reason"] for r in refusals if r["key_id"] == without.key_id] == ["missing_document"]
+    finally:
+        service.stop()

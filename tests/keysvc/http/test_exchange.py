@@ -82,3 +82,26 @@ def test_session_is_refused_outside_the_agent_endpoints(h: Harness) -> None:
     response = h.client.get("/v1/keys", headers={"authorization": f"Bearer {session}"})
     assert response.status_code == 403
     assert ("out_of_scope", key["key_id"]) in h.refusals()
+
+
+def test_identity_fields_come_together_and_bounded(h: Harness) -> None:
+    """A document without its signature, or one over 4096 characters, is a 422 that changes nothing."""
+    key = h.new_key()
+    half = exchange(h, key["key"], {"nonce": NONCE, "identity_document": "{}"})
+    huge = exchange(
+        h, key["key"], {"nonce": NONCE, "identity_document": "x" * 5000, "identity_signature": "s"}
+    )
+    assert (half[0], huge[0]) == (422, 422)
+    assert "identity_document" in str(half[1]["message"]) + str(huge[1]["message"])
+    assert h.service.get_key(key["key_id"]).nonce_hash is None
+
+
+def test_a_document_to_a_keysvc_without_trust_is_refused_as_bad_signature(h: Harness) -> None:
+    """The harness trusts no certificate: a document is refused uniformly, audited bad_signature."""
+    key = h.new_key()
+    status, body = exchange(
+        h, key["key"], {"nonce": NONCE, "identity_document": "{}", "identity_signature": "c2ln"}
+    )
+    assert status == 401
+    assert body["error"] == "unauthorized"
+    assert ("bad_signature", key["key_id"]) in h.refusals()

@@ -25,6 +25,12 @@ def test_reason_values_are_stable() -> None:
         "rate_limited",
         "missing_credential",
         "replayed",
+        "bad_document",
+        "bad_signature",
+        "wrong_instance",
+        "wrong_account",
+        "stale_document",
+        "missing_document",
     }
 
 
