@@ -17,9 +17,11 @@ they enter, with ``raise ... from exc``. No message ever carries a secret.
     │   └── RateLimited           too many failed authentications from one source
     ├── StoreError                the state store failed
     │   ├── StoreUnavailable      the database cannot be reached right now (retryable)
+    │   ├── StateMissing          a read found no database or signing key where configured
     │   └── MigrationError        the schema cannot be brought up to date
     ├── AuditIntegrityError       the audit chain does not verify
     ├── SigningError              a URL or audit record could not be signed
+    ├── Unavailable               something keysvc needs is not available (a listen address in use)
     ├── EventError                a termination event could not be understood or acted on
     └── BucketReadError           the bucket could not be listed or an object read (``keysvc logs``)
 
@@ -89,6 +91,10 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached right now; the request may be retried later."""
 
 
+class StateMissing(StoreError):
+    """A command that only reads found no database, schema or audit signing key where it was configured."""
+
+
 class MigrationError(StoreError):
     """The schema cannot be brought up to date."""
 
@@ -111,3 +117,7 @@ class Conflict(KeysvcError):
 
 class BucketReadError(KeysvcError):
     """The bucket could not be listed or an object could not be read."""
+
+
+class Unavailable(KeysvcError):
+    """Something keysvc needs is not available: a listen address already in use, an upstream API down."""

@@ -71,3 +71,21 @@ def configure(level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def access_logger() -> Any:
+    """A logger for the access log alone: JSON lines on stderr whatever ``--log-level`` says.
+
+    ``keysvc serve --access-log`` asks for every request; a global level of ``warning`` must not
+    silently swallow what was asked for, so this logger has no level filter of its own.
+    """
+    return structlog.wrap_logger(
+        structlog.PrintLogger(file=sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_keys,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+    )

@@ -22,7 +22,9 @@ The consumer runs alone (``keysvc events consume``) or as a daemon thread inside
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,6 +58,14 @@ class Revoker(Protocol):
         ...
 
 
+class EventObserver(Protocol):
+    """Told what the consumer did with each message (keysvc's metrics listen here)."""
+
+    def event(self, outcome: str, age_seconds: float | None) -> None:
+        """One message handled: ``outcome`` is revoked, ignored, malformed or failed."""
+        ...
+
+
 @dataclass
 class Counters:
     """What the consumer has done since it started; read by tests, logs and metrics."""
@@ -82,6 +92,7 @@ class EventConsumer:
         autoscaling: AutoScalingClient,
         *,
         wait: Callable[[float], bool] | None = None,
+        observer: EventObserver | None = None,
     ) -> None:
         if not config.queue_url:
             raise ConfigError("no events queue configured (events.queue_url / KEYSVC_EVENTS_QUEUE_URL)")
@@ -91,6 +102,7 @@ class EventConsumer:
         self.autoscaling = autoscaling
         self.counters = Counters()
         self._wait = wait
+        self._observer = observer
 
     def poll_once(self) -> int:
         """Receive one batch (long-polling up to ``wait_seconds``), handle it, return its size."""
@@ -98,7 +110,7 @@ class EventConsumer:
             QueueUrl=self.config.queue_url,
             MaxNumberOfMessages=MAX_MESSAGES,
             WaitTimeSeconds=self.config.wait_seconds,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
         messages = response.get("Messages", [])
         for message in messages:
@@ -106,7 +118,14 @@ class EventConsumer:
         return len(messages)
 
     def handle(self, message: MessageTypeDef) -> bool:
-        """Act on one message; return True when it was deleted."""
+        """Act on one message; return True when it was deleted. The observer hears its outcome and age."""
+        before = dataclasses.replace(self.counters)
+        deleted = self._handle(message)
+        if self._observer is not None:
+            self._observer.event(_outcome(before, self.counters), _age(message))
+        return deleted
+
+    def _handle(self, message: MessageTypeDef) -> bool:
         self.counters.received += 1
         message_id = message.get("MessageId", "?")
         receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
@@ -210,6 +229,26 @@ def _aws_error(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _outcome(before: Counters, after: Counters) -> str:
+    """What handling one message did, from how the counters moved."""
+    if after.malformed > before.malformed:
+        return "malformed"
+    if after.failed > before.failed:
+        return "failed"
+    if after.ignored > before.ignored:
+        return "ignored"
+    return "revoked"
+
+
+def _age(message: MessageTypeDef) -> float | None:
+    """Seconds since SQS accepted the message (its ``SentTimestamp``), if SQS said."""
+    sent = message.get("Attributes", {}).get("SentTimestamp")
+    try:
+        return time.time() - int(sent) / 1000.0 if sent is not None else None
+    except ValueError:
+        return None
+
+
 def make_clients(config: EventsConfig) -> tuple[SQSClient, AutoScalingClient]:
     """Build the SQS and Auto Scaling clients from ``config`` (credentials from the usual chain)."""
     endpoint = config.endpoint_url or None
@@ -231,23 +270,31 @@ def consume_forever(
     stop: threading.Event,
     client: SQSClient | None = None,
     autoscaling: AutoScalingClient | None = None,
+    *,
+    observer: EventObserver | None = None,
 ) -> EventConsumer:
     """Consume termination events until ``stop`` is set; return the consumer with its counters."""
     if client is None or autoscaling is None:
         default_sqs, default_autoscaling = make_clients(config)
         client = client or default_sqs
         autoscaling = autoscaling or default_autoscaling
-    consumer = EventConsumer(service, config, client, autoscaling)
+    consumer = EventConsumer(service, config, client, autoscaling, observer=observer)
     consumer.run(stop)
     return consumer
 
 
-def start_consumer_thread(service: Revoker, config: EventsConfig, stop: threading.Event) -> threading.Thread:
+def start_consumer_thread(
+    service: Revoker, config: EventsConfig, stop: threading.Event, observer: EventObserver | None = None
+) -> threading.Thread:
     """Run :func:`consume_forever` in a daemon thread (``keysvc serve`` with ``events.in_serve``)."""
     if not config.queue_url:
         raise ConfigError("no events queue configured (events.queue_url / KEYSVC_EVENTS_QUEUE_URL)")
     thread = threading.Thread(
-        target=consume_forever, args=(service, config, stop), name="keysvc-events", daemon=True
+        target=consume_forever,
+        args=(service, config, stop),
+        kwargs={"observer": observer},
+        name="keysvc-events",
+        daemon=True,
     )
     thread.start()
     return thread

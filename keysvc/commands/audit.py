@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from keysvc.commands.keys import service_for
-from keysvc.commands.tables import emit, emit_json, iso, parse_time, table
+from keysvc.commands.tables import audit_json, emit, emit_json, iso, parse_time, table
 from keysvc.core import auditchain
 from keysvc.core.auditchain import ChainHead, VerifyReport
 from keysvc.core.clock import SystemClock
@@ -108,7 +108,7 @@ def run_list(args: argparse.Namespace) -> int:
     finally:
         service.close()
     if args.output == "json":
-        emit_json([auditchain.record_to_json(r) for r in records])
+        emit_json([audit_json(r) for r in records])
     else:
         emit(table(AUDIT_HEADERS, [record_row(r) for r in records]))
     return 0
@@ -155,7 +155,7 @@ def run_show(args: argparse.Namespace) -> int:
                 "state": key.state.value if key else None,
                 "exchanges": key.exchanges if key else None,
                 "replays": key.replays if key else None,
-                "events": [auditchain.record_to_json(r) for r in records],
+                "events": [audit_json(r) for r in records],
             }
         )
         return 0

@@ -26,14 +26,20 @@ def register(subparsers: Any) -> None:
     create.add_argument(
         "--scope", action="append", required=True, choices=SCOPES, help="repeat for several scopes"
     )
-    create.add_argument("--json", action="store_true", help="print id, name, scopes and token as JSON")
+    _output(create)
     create.set_defaults(handler=run_create)
     listing = sub.add_parser("list", help="list credentials (never tokens)")
-    listing.add_argument("--json", action="store_true", help="JSON output")
+    _output(listing)
     listing.set_defaults(handler=run_list)
     delete = sub.add_parser("delete", help="delete a credential; servers refuse it at their next request")
     delete.add_argument("--id", required=True, dest="credential_id", help="the credential id")
     delete.set_defaults(handler=run_delete)
+
+
+def _output(parser: argparse.ArgumentParser) -> None:
+    """``-o table|json`` as every listing takes it; ``--json`` stays as the older spelling of ``-o json``."""
+    parser.add_argument("--output", "-o", choices=("table", "json"), default="table", help="output format")
+    parser.add_argument("--json", action="store_const", const="json", dest="output", help="same as -o json")
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -47,7 +53,7 @@ def run_create(args: argparse.Namespace) -> int:
         settings.server.credentials_file, name=args.name, scopes=args.scope, now=SystemClock().now()
     )
     scopes = sorted(cred.scopes)
-    if args.json:
+    if args.output == "json":
         _say(json.dumps({"id": cred.id, "name": cred.name, "scopes": scopes, "token": token}))
     else:
         _say(token)
@@ -62,7 +68,7 @@ def run_list(args: argparse.Namespace) -> int:
     rows = [
         {"id": c.id, "name": c.name, "scopes": sorted(c.scopes), "created_at": c.created_at} for c in creds
     ]
-    if args.json:
+    if args.output == "json":
         _say(json.dumps(rows))
         return 0
     _say(f"{'ID':<18}{'NAME':<24}{'CREATED':<22}SCOPES")

@@ -15,7 +15,8 @@ import threading
 from types import FrameType
 from typing import Any
 
-from keysvc.errors import ConfigError
+from keysvc.errors import ConfigError, Unavailable
+from keysvc.metrics import Metrics
 from keysvc.runtime import load_settings, open_service
 
 
@@ -35,7 +36,23 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--endpoint-url", help="AWS endpoint override, e.g. moto (default: real AWS)")
     parser.add_argument("--wait-seconds", type=int, help="SQS long-poll wait, 0..20 (default: 20)")
     parser.add_argument("--once", action="store_true", help="handle one batch, print the counters, exit")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on PORT of --metrics-host",
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     parser.set_defaults(handler=run_consume)
+
+
+def _serve_metrics(metrics: Metrics, host: str, port: int) -> None:
+    """Expose ``metrics`` over HTTP from a daemon thread; a taken port is 'unavailable' (69)."""
+    import prometheus_client  # noqa: PLC0415
+
+    try:
+        prometheus_client.start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        raise Unavailable(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
 
 
 def run_consume(args: argparse.Namespace) -> int:
@@ -62,9 +79,13 @@ def run_consume(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no events queue configured (--queue-url, events.queue_url or KEYSVC_EVENTS_QUEUE_URL)"
         )
-    service = open_service(settings)
+    metrics = Metrics()
+    service = open_service(settings, observer=metrics)
+    metrics.watch_store(service.stats)
+    if args.metrics_port is not None:
+        _serve_metrics(metrics, args.metrics_host, args.metrics_port)
     sqs, autoscaling = make_clients(config)
-    consumer = EventConsumer(service, config, sqs, autoscaling)
+    consumer = EventConsumer(service, config, sqs, autoscaling, observer=metrics)
     if args.once:
         consumer.poll_once()
     else:

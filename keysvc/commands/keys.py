@@ -27,9 +27,12 @@ def actor() -> str:
         return "cli"
 
 
-def service_for(args: argparse.Namespace) -> KeyService:
-    """Open the service the global ``--config``/``--state-dir`` flags (or the environment) point at."""
-    return open_service(load_settings(args.config, args.state_dir))
+def service_for(args: argparse.Namespace, *, create: bool = False) -> KeyService:
+    """Open the service the global ``--config``/``--state-dir`` flags (or the environment) point at.
+
+    Only ``keys issue`` passes ``create=True``: every other command refuses state that does not exist.
+    """
+    return open_service(load_settings(args.config, args.state_dir), create=create)
 
 
 def _output(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +98,7 @@ def run_issue(args: argparse.Namespace) -> int:
     """Mint a key and print it, its id and its expiry."""
     now = SystemClock().now()
     started = parse_time(args.started_at, now) if args.started_at else now
-    service = service_for(args)
+    service = service_for(args, create=True)
     try:
         issued = service.add_node(
             AddNode(

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import structlog
 
+from keysvc import logging_setup
 from keysvc.config import Settings
+from keysvc.errors import Unavailable
+from keysvc.metrics import Metrics
 from keysvc.runtime import load_settings
 from keysvc.service.keys import KeyService
 
@@ -42,11 +47,17 @@ def register(subparsers: Any) -> None:
         type=float,
         help="how long requests in flight may finish on SIGTERM (server.graceful_seconds)",
     )
-    parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request as one JSON event (method, route, status, duration_ms, client, peer)",
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (server.tls_cert_file)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert (server.tls_key_file)")
     parser.set_defaults(handler=run_serve)
 
 
-def _build_app(args: argparse.Namespace, settings: Settings, service: KeyService) -> Any:
+def _build_app(args: argparse.Namespace, settings: Settings, service: KeyService, metrics: Metrics) -> Any:
     """The HTTP application over ``service``, with the URL signer and the failed-login limiter."""
     from keysvc.errors import SigningError  # noqa: PLC0415
     from keysvc.files.credentials import CredentialFile  # noqa: PLC0415
@@ -55,8 +66,6 @@ def _build_app(args: argparse.Namespace, settings: Settings, service: KeyService
     from keysvc.runtime import open_ingest, url_signer  # noqa: PLC0415
 
     server = settings.server
-    burst = args.auth_burst if args.auth_burst is not None else server.auth_burst
-    refill = args.auth_refill if args.auth_refill is not None else server.auth_refill_per_second
     signer = url_signer(settings)
     try:
         signer.check_ready()
@@ -69,59 +78,98 @@ def _build_app(args: argparse.Namespace, settings: Settings, service: KeyService
         open_ingest(settings, service, signer=signer),
         settings,
         CredentialFile(server.credentials_file),
-        limiter=FailureLimiter(burst=burst, per_second=refill),
+        limiter=FailureLimiter(burst=server.auth_burst, per_second=server.auth_refill_per_second),
+        access_log=logging_setup.access_logger() if args.access_log else None,
+        metrics=metrics,
     )
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before anything else, so a taken address is one clear error (exit 69)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def _uvicorn_server(app: Any, settings: Settings) -> Any:
+    """uvicorn's server for ``app``; with a certificate and key, TLS that follows the files."""
+    import uvicorn  # noqa: PLC0415 - only serve pays for uvicorn
+
+    server = settings.server
+    config = uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        log_config=None,
+        access_log=False,  # keysvc's own structured access log replaces uvicorn's string
+        timeout_graceful_shutdown=max(1, int(server.graceful_seconds)),
+        server_header=False,
+        proxy_headers=False,  # forwarded headers are read by keysvc, from server.trusted_proxies only
+        backlog=4096,
+    )
+    config.load()
+    if server.tls_cert_file is not None and server.tls_key_file is not None:
+        from keysvc.http.tls import ReloadingCertificate  # noqa: PLC0415
+
+        config.ssl = ReloadingCertificate(server.tls_cert_file, server.tls_key_file).outer
+    return uvicorn.Server(config)
+
+
+def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """serve's flags as settings: a flag beats its variable, the file and the default."""
+    return {
+        "server.host": args.host,
+        "server.port": args.port,
+        "server.auth_burst": args.auth_burst,
+        "server.auth_refill_per_second": args.auth_refill,
+        "server.graceful_seconds": args.graceful_seconds,
+        "server.tls_cert_file": Path(args.tls_cert) if args.tls_cert else None,
+        "server.tls_key_file": Path(args.tls_key) if args.tls_key else None,
+    }
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run until SIGTERM or SIGINT."""
     # Imported here so that the other commands do not pay for FastAPI, uvicorn and google-cloud-storage.
-    import uvicorn  # noqa: PLC0415
-
     from keysvc.runtime import open_service  # noqa: PLC0415
     from keysvc.service.sweeper import Sweeper  # noqa: PLC0415
 
     log = structlog.get_logger()
-    settings = load_settings(args.config, args.state_dir)
-    host = args.host or settings.server.host
-    port = args.port if args.port is not None else settings.server.port
-    graceful = (
-        args.graceful_seconds if args.graceful_seconds is not None else settings.server.graceful_seconds
-    )
-    service = open_service(settings)
+    settings = load_settings(args.config, args.state_dir, serve_flags(args))
+    sock = listen_socket(settings.server.host, settings.server.port)
+    metrics = Metrics()
+    service = open_service(settings, create=True, observer=metrics)
+    stop = threading.Event()
+    sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop, on_sweep=metrics.swept)
     try:
         service.audit.check_signer()
-    except BaseException:
-        service.close()
-        raise
-    stop = threading.Event()
-    sweeper = Sweeper(service, settings.state.sweep_interval_seconds, stop)
-    try:
-        app = _build_app(args, settings, service)
+        server = _uvicorn_server(_build_app(args, settings, service, metrics), settings)
         sweeper.start()
         if settings.events.in_serve and settings.events.queue_url:
             from keysvc.aws.sqs_consumer import start_consumer_thread  # noqa: PLC0415
 
-            start_consumer_thread(service, settings.events, stop)
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=args.access_log,
-            timeout_graceful_shutdown=max(1, int(graceful)),
-            server_header=False,
-            proxy_headers=False,
-            backlog=4096,
+            start_consumer_thread(service, settings.events, stop, observer=metrics)
+        log.info(
+            "serving",
+            host=settings.server.host,
+            port=settings.server.port,
+            tls=settings.server.tls_cert_file is not None,
+            database=settings.state.database.split("://", 1)[0],
         )
-        log.info("serving", host=host, port=port, database=settings.state.database.split("://", 1)[0])
         # uvicorn handles SIGTERM/SIGINT during run() and re-raises them afterwards; this handler
         # receives that re-raise, so the cleanup below runs and the process exits 0.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda received, _frame: stop.set())
-        uvicorn.Server(config).run()
+        server.run(sockets=[sock])
     finally:
         sweeper.stop()
         service.close()
+        sock.close()
         log.info("stopped")
     return 0

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from keysvc.core import expiry
-from keysvc.core.models import KeyRecord
+from keysvc.core import auditchain, expiry, timefmt
+from keysvc.core.models import AuditRecord, KeyRecord
 from keysvc.errors import InvalidInput
 
 _DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhd])")
@@ -95,7 +95,9 @@ def key_json(rec: KeyRecord, now: float) -> dict[str, Any]:
         "started_at": iso(rec.started_at),
         "issued_at": iso(rec.issued_at),
         "expires_at": iso(rec.expires_at),
-        "ttl_left_seconds": expiry.remaining(now, rec.expires_at) if rec.state.value == "live" else 0,
+        "ttl_left_seconds": (
+            timefmt.whole_seconds(expiry.remaining(now, rec.expires_at)) if rec.state.value == "live" else 0
+        ),
         "ended_at": iso(rec.ended_at) if rec.ended_at is not None else None,
         "end_reason": rec.end_reason,
         "uses": rec.uses,
@@ -121,6 +123,12 @@ KEY_HEADERS = (
     "LAST USED",
     "REPLAYS",
 )
+
+
+def audit_json(record: AuditRecord) -> dict[str, Any]:
+    """An audit record as listings print it: the chain's fields, with ``at`` in RFC 3339 and ``at_unix``."""
+    data = auditchain.record_to_json(record)
+    return {**data, "at": timefmt.rfc3339(record.event.at), "at_unix": record.event.at}
 
 
 def key_row(rec: KeyRecord, now: float) -> list[str]:

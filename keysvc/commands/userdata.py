@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from keysvc.core.userdata import FORMS
-from keysvc.errors import InvalidInput
+from keysvc.errors import InvalidInput, StateMissing
 from keysvc.runtime import load_settings, open_service
+from keysvc.service.userdata import render_user_data
 
 
 def register(subparsers: Any) -> None:
@@ -54,20 +55,27 @@ def register(subparsers: Any) -> None:
 def run_render(args: argparse.Namespace) -> int:
     """Render user data to stdout; the key service refuses an unknown region or another node's key."""
     key = _read_key(args.key_file)
-    service = open_service(load_settings(args.config, args.state_dir))
+    settings = load_settings(args.config, args.state_dir)
+    options = {
+        "cluster": args.cluster,
+        "node": args.node,
+        "endpoint": args.endpoint,
+        "sources": tuple(args.source),
+        "key_expires_at": args.key_expires_at,
+    }
     try:
-        text = service.user_data(
-            args.form,
-            key,
-            cluster=args.cluster,
-            node=args.node,
-            region=args.region,
-            endpoint=args.endpoint,
-            sources=tuple(args.source),
-            key_expires_at=args.key_expires_at,
-        )
-    finally:
-        service.close()
+        service = open_service(settings)
+    except StateMissing:
+        # No state here (a provisioning host, say): no key is known, so none can belong to another node.
+        region = settings.regions.get(args.region) if isinstance(args.region, str) else None
+        if region is None:
+            raise InvalidInput("unknown region") from None
+        text = render_user_data(args.form, key, region, known=None, **options)
+    else:
+        try:
+            text = service.user_data(args.form, key, region=args.region, **options)
+        finally:
+            service.close()
     sys.stdout.write(text)
     return 0
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from keysvc.core import auditchain
-from keysvc.errors import ConfigError, SigningError
+from keysvc.errors import ConfigError, SigningError, StateMissing
 from keysvc.files.private_files import write_private
 
 
@@ -58,16 +58,24 @@ class AuditSigner:
 def load_or_create(path: Path) -> AuditSigner:
     """Load the signing key at ``path``, generating it (0600, atomically) when it does not exist yet."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        return load(path)
+    except StateMissing:
         signer = AuditSigner.generate()
         try:
             write_private(path, signer.private_pem(), replace=False)
         except FileExistsError:
-            return load_or_create(path)
+            return load(path)
         except OSError as exc:
             raise ConfigError(f"cannot write audit signing key {path}: {exc.strerror}") from exc
         return signer
+
+
+def load(path: Path) -> AuditSigner:
+    """Load the signing key at ``path``; a missing file is :class:`StateMissing`, never created."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise StateMissing(f"no audit signing key at {path}") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read audit signing key {path}: {exc.strerror}") from exc
     if path.stat().st_mode & 0o077:

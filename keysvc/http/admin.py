@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Security
 from fastapi.security import HTTPBearer
 
 from keysvc.core.models import AuditRecord, EventType, KeyRecord, KeyState
+from keysvc.core.timefmt import rfc3339, rfc3339_or_none
 from keysvc.errors import AuditIntegrityError
 from keysvc.files.credentials import Credential
 from keysvc.http.auth import requires
@@ -38,14 +39,14 @@ def key_out(rec: KeyRecord) -> KeyOut:
         instance=rec.instance,
         region=rec.region,
         operation_id=rec.operation_id,
-        started_at=rec.started_at,
-        issued_at=rec.issued_at,
-        expires_at=rec.expires_at,
+        started_at=rfc3339(rec.started_at),
+        issued_at=rfc3339(rec.issued_at),
+        expires_at=rfc3339(rec.expires_at),
         state=rec.state.value,
-        ended_at=rec.ended_at,
+        ended_at=rfc3339_or_none(rec.ended_at),
         end_reason=rec.end_reason,
         uses=rec.uses,
-        last_used_at=rec.last_used_at,
+        last_used_at=rfc3339_or_none(rec.last_used_at),
     )
 
 
@@ -54,7 +55,8 @@ def audit_out(record: AuditRecord) -> AuditOut:
     event = record.event
     return AuditOut(
         seq=record.seq,
-        at=event.at,
+        at=rfc3339(event.at),
+        at_unix=event.at,
         event=event.event.value,
         key_id=event.key_id,
         cluster=event.cluster,
@@ -97,9 +99,9 @@ def router(ctx: Context) -> APIRouter:
         summary="Revoke one key",
     )
     def revoke_key(key_id: str, body: RevokeKeyRequest, caller: Credential = revoker) -> RevokedResponse:
-        revoked = ctx.keys.revoke(reason=body.reason, actor=f"credential:{caller.name}", key_id=key_id)
-        if revoked:
-            ctx.metrics.revocations.inc("admin", amount=len(revoked))
+        revoked = ctx.keys.revoke(
+            reason=body.reason, actor=f"credential:{caller.name}", key_id=key_id, channel="admin"
+        )
         return RevokedResponse(revoked=revoked)
 
     @api.post(
@@ -111,7 +113,9 @@ def router(ctx: Context) -> APIRouter:
     def revocations(body: RevocationRequest, caller: Credential = revoker) -> RevokedResponse:
         actor = f"credential:{caller.name}"
         if body.node is not None and body.cluster is not None:
-            revoked = revoke_node(ctx, reason=body.reason, actor=actor, cluster=body.cluster, node=body.node)
+            revoked = revoke_node(
+                ctx, reason=body.reason, actor=actor, cluster=body.cluster, node=body.node, channel="admin"
+            )
         else:
             revoked = ctx.keys.revoke(
                 reason=body.reason,
@@ -119,9 +123,8 @@ def router(ctx: Context) -> APIRouter:
                 key_id=body.key_id,
                 cluster=body.cluster,
                 instance=body.instance,
+                channel="admin",
             )
-        if revoked:
-            ctx.metrics.revocations.inc("admin", amount=len(revoked))
         return RevokedResponse(revoked=revoked)
 
     return api
@@ -155,7 +158,9 @@ def audit_router(ctx: Context) -> APIRouter:
         try:
             report = ctx.keys.audit.verify()
         except AuditIntegrityError as exc:
+            ctx.metrics.audit_chain_ok.set(0)
             return VerifyOut(ok=False, detail={"problem": str(exc)})
+        ctx.metrics.audit_chain_ok.set(1)
         return VerifyOut(
             ok=True,
             detail={"records": report.records, "head_seq": report.head_seq, "signers": list(report.signers)},
@@ -164,6 +169,8 @@ def audit_router(ctx: Context) -> APIRouter:
     return api
 
 
-def revoke_node(ctx: Context, *, reason: str, actor: str, cluster: str, node: str) -> list[str]:
+def revoke_node(
+    ctx: Context, *, reason: str, actor: str, cluster: str, node: str, channel: str = "admin"
+) -> list[str]:
     """Revoke every live key of one node of one cluster, in one transaction."""
-    return ctx.keys.revoke(reason=reason, actor=actor, cluster=cluster, node=node)
+    return ctx.keys.revoke(reason=reason, actor=actor, cluster=cluster, node=node, channel=channel)

@@ -7,6 +7,8 @@ runs them in its thread pool, and the store is thread-safe.
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +23,7 @@ from keysvc.files.credentials import CredentialFile
 from keysvc.http import admin, errors, ingest, nodes
 from keysvc.http.auth import Guard
 from keysvc.http.context import Context
+from keysvc.http.forwarded import ForwardedClients, parse_networks
 from keysvc.http.gate import RequestGate
 from keysvc.http.ratelimit import FailureLimiter
 from keysvc.http.responses import documented
@@ -41,10 +44,11 @@ def create_app(
     clock: Clock | None = None,
     limiter: FailureLimiter | None = None,
     metrics: Metrics | None = None,
+    access_log: Any = None,
 ) -> FastAPI:
     """Build the keysvc HTTP application around open services."""
     clock = clock if clock is not None else SystemClock()
-    metrics = metrics if metrics is not None else Metrics()
+    metrics = _observed(metrics if metrics is not None else Metrics(), keys, ingest_service)
     limiter = limiter if limiter is not None else FailureLimiter()
     guard = Guard(
         ingest_service, keys.audit, credentials=credentials, limiter=limiter, clock=clock, metrics=metrics
@@ -78,9 +82,26 @@ def create_app(
         ingest_paths=ingest.INGEST_PATHS,
         # The routers' own routes carry their path templates (included routers are wrapped).
         routes=[route for router in routers for route in router.routes],
+        access_log=access_log,
     )
+    # Added last, so outermost: every layer below sees the real client behind trusted proxies.
+    app.add_middleware(ForwardedClients, trusted=parse_networks(settings.server.trusted_proxies))
     _install_error_handlers(app)
     return app
+
+
+def _observed(metrics: Metrics, keys: KeyService, ingest_service: IngestService) -> Metrics:
+    """Let ``metrics`` hear the key service (unless it has an observer) and read the store and readiness."""
+    if keys.observer is None:
+        keys.observer = metrics
+    metrics.watch_store(keys.stats)
+
+    def ready() -> None:
+        keys.check_ready()
+        ingest_service.check_ready()
+
+    metrics.watch_readiness(ready)
+    return metrics
 
 
 def _ops_router(keys: KeyService, ingest_service: IngestService, metrics: Metrics) -> APIRouter:

@@ -6,6 +6,10 @@
   otherwise. A method or path no route serves is left for the router to answer 405 or 404.
 - An ingest key in ``Authorization`` on any path but the exchange and grant endpoints: 403, audited.
 - Every request's latency lands in the histogram, labelled by route template, not raw path.
+- ``HEAD`` is answered wherever ``GET`` is: the request runs as ``GET`` and the body is dropped
+  (headers, ``Content-Length`` included, stay as ``GET`` would send them).
+- With an access log, each request becomes one structured event: method, route (the template),
+  status, duration, client (after trusted proxies) and peer.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keysvc.errors import KeysvcError
 from keysvc.http import errors
 from keysvc.http.auth import Guard, bearer_token, is_ingest_key
+from keysvc.http.forwarded import PEER_KEY
 from keysvc.metrics import Metrics
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
@@ -60,8 +65,10 @@ class RequestGate:
         max_body_bytes: int,
         ingest_paths: Sequence[str],
         routes: list[BaseRoute],
+        access_log: Any = None,
     ) -> None:
         self.app = app
+        self._access_log = access_log
         self._routes = routes
         self._guard = guard
         self._metrics = metrics
@@ -75,13 +82,20 @@ class RequestGate:
             return
         started = time.perf_counter()
         status = [500]
+        head = scope.get("method") == "HEAD"
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
+        if head:
+            scope = {**scope, "method": "GET"}
         matched = next((r for r in self._routes if r.matches(scope)[0] is Match.FULL), None)
+        if head and matched is None:
+            scope = {**scope, "method": "HEAD"}
         try:
             refusal, replay = await self._screen(scope, receive, routed=matched is not None)
             if refusal is not None:
@@ -89,14 +103,25 @@ class RequestGate:
             else:
                 await self.app(scope, replay, timed_send)
         finally:
-            method = scope.get("method", "")
+            method = "HEAD" if head else scope.get("method", "")
+            method = method if method in _METHODS else "OTHER"
             template = getattr(scope.get("route") or matched, "path", None) or "unmatched"
-            self._metrics.request_seconds.observe(
-                time.perf_counter() - started,
-                method if method in _METHODS else "OTHER",
-                template,
-                str(status[0]),
-            )
+            elapsed = time.perf_counter() - started
+            self._metrics.request_seconds.observe(elapsed, method, template, str(status[0]))
+            if self._access_log is not None:
+                self._log(scope, method, template, status[0], elapsed)
+
+    def _log(self, scope: Scope, method: str, route: str, status: int, elapsed: float) -> None:
+        client = scope.get("client")
+        self._access_log.info(
+            "http_request",
+            method=method,
+            route=route,
+            status=status,
+            duration_ms=round(elapsed * 1000, 3),
+            client=client[0] if client else None,
+            peer=scope.get(PEER_KEY, client[0] if client else None),
+        )
 
     async def _screen(
         self, scope: Scope, receive: Receive, *, routed: bool

@@ -97,13 +97,15 @@ def router(ctx: Context) -> APIRouter:
         reason = body.reason or "terminated"
         actor = f"credential:{caller.name}"
         if body.instance is not None:
-            revoked = ctx.keys.revoke(reason=reason, actor=actor, instance=body.instance)
+            revoked = ctx.keys.revoke(
+                reason=reason, actor=actor, instance=body.instance, channel="terminated"
+            )
         elif body.cluster is not None and body.node is not None:
-            revoked = revoke_node(ctx, reason=reason, actor=actor, cluster=body.cluster, node=body.node)
+            revoked = revoke_node(
+                ctx, reason=reason, actor=actor, cluster=body.cluster, node=body.node, channel="terminated"
+            )
         else:
             raise InvalidInput("give exactly one of: instance, or cluster and node")
-        if revoked:
-            ctx.metrics.revocations.inc("terminated", amount=len(revoked))
         return RevokedResponse(revoked=revoked)
 
     return api
@@ -123,8 +125,6 @@ def _add_node(ctx: Context, body: AddNodeRequest, *, actor: str) -> AddNodeRespo
         actor=actor,
     )
     ctx.metrics.keys_issued.inc()
-    if issued.superseded:
-        ctx.metrics.revocations.inc("superseded", amount=len(issued.superseded))
     record = issued.record
     return AddNodeResponse(
         key=issued.key,

@@ -191,14 +191,14 @@ class KeyOut(BaseModel):
     instance: str | None = Field(description="the EC2 instance id; null until it is bound")
     region: str
     operation_id: str
-    started_at: float
-    issued_at: float
-    expires_at: float
+    started_at: str = Field(description="RFC 3339, UTC")
+    issued_at: str = Field(description="RFC 3339, UTC")
+    expires_at: str = Field(description="RFC 3339, UTC")
     state: str
-    ended_at: float | None
+    ended_at: str | None = Field(description="RFC 3339, UTC")
     end_reason: str | None
     uses: int
-    last_used_at: float | None
+    last_used_at: str | None = Field(description="RFC 3339, UTC")
 
 
 class KeyList(BaseModel):
@@ -211,7 +211,8 @@ class AuditOut(BaseModel):
     """One audit record as stored: numbered, chained and signed."""
 
     seq: int
-    at: float
+    at: str = Field(description="RFC 3339, UTC")
+    at_unix: float = Field(description="the same instant in Unix seconds, exactly as hashed into the chain")
     event: str
     key_id: str | None
     cluster: str | None

@@ -17,13 +17,14 @@ never outliving the key (:mod:`keysvc.core.grants`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
 import structlog
 
 from keysvc.core import expiry, scope
-from keysvc.core.grants import plan_grants, upload_headers
+from keysvc.core.grants import GrantPlan, plan_grants, upload_headers
 from keysvc.core.identity import IdentityDocument, IdentityPolicy
 from keysvc.core.models import EventType, KeyRecord, KeyState, Region, Scope
 from keysvc.errors import ConfigError, InvalidInput, InvalidObjectName, KeyEnded, Refused
@@ -43,6 +44,7 @@ class GrantPolicy:
     url_ttl_seconds: int = 300
     max_chunk_bytes: int = 8 * 1024 * 1024
     max_objects_per_grant: int = 64
+    sign_concurrency: int = 1  # URLs of one grant signed at once (a signer that makes network calls)
     #: On a replayed key, also revoke the key and its legitimate session (as OAuth does on reuse).
     revoke_on_replay: bool = False
 
@@ -134,6 +136,8 @@ class IngestService:
         self._signer = signer
         self._regions = dict(regions)
         self.policy = policy if policy is not None else GrantPolicy()
+        workers = self.policy.sign_concurrency
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="keysvc-sign") if workers > 1 else None
 
     def check_ready(self) -> None:
         """Raise :class:`SigningError` when no URL can be signed right now."""
@@ -363,20 +367,23 @@ class IngestService:
             )
             raise Refused(Reason.EXPIRED)
         headers = upload_headers(self.policy.max_chunk_bytes)
+
+        def sign(plan: GrantPlan) -> str:
+            return self._signer.sign_put(
+                bucket=region.bucket,
+                object_name=plan.object,
+                headers=headers,
+                signed_at=plan.signed_at,
+                expires_in=plan.expires_in,
+            )
+
+        urls = (
+            list(self._pool.map(sign, plans)) if self._pool and len(plans) > 1 else [sign(p) for p in plans]
+        )
         uploads = tuple(
             SignedUpload(
-                name=plan.name,
-                object=plan.object,
-                url=self._signer.sign_put(
-                    bucket=region.bucket,
-                    object_name=plan.object,
-                    headers=headers,
-                    signed_at=plan.signed_at,
-                    expires_in=plan.expires_in,
-                ),
-                headers=headers,
-                expires_at=plan.expires_at,
+                name=plan.name, object=plan.object, url=url, headers=headers, expires_at=plan.expires_at
             )
-            for plan in plans
+            for plan, url in zip(plans, urls, strict=True)
         )
         return GrantAnswer(record=record, bucket=region.bucket, server_time=now, uploads=uploads)

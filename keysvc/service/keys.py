@@ -29,13 +29,13 @@ from typing import Any
 
 import structlog
 
-from keysvc.core import expiry, ids, userdata
+from keysvc.core import expiry, ids
 from keysvc.core.models import AddNode, EventType, IssuedKey, KeyFilter, KeyRecord, KeyState, Region
 from keysvc.errors import Conflict, InvalidInput, NotFound
 from keysvc.service.audit import AuditTrail, checked_key_id, key_event
-from keysvc.service.ports import Clock, Signer, Store, Transaction
+from keysvc.service.ports import Clock, KeyObserver, Signer, Store, Transaction
+from keysvc.service.userdata import key_id_of, render_user_data
 from keysvc.wire import keyformat
-from keysvc.wire.results import Failure
 
 log = structlog.get_logger()
 
@@ -51,6 +51,15 @@ def _text(field: str, value: object, max_len: int = MAX_TEXT) -> str:
     if keyformat.looks_like_key(value):
         raise InvalidInput(f"invalid {field}: it contains something shaped like a key")
     return value
+
+
+def _channel(actor: str) -> str:
+    """A revocation's metrics channel, from its actor: ``aws:events``, ``cli:<user>``, else ``api``."""
+    if actor.startswith("aws:"):
+        return "events"
+    if actor == "cli" or actor.startswith("cli:"):
+        return "cli"
+    return "api"
 
 
 def _started_at(value: object) -> float:
@@ -71,8 +80,10 @@ class KeyService:
         regions: Mapping[str, Region],
         key_ttl_seconds: int = expiry.MAX_TTL_SECONDS,
         max_start_skew_seconds: float = 300.0,
+        observer: KeyObserver | None = None,
     ) -> None:
         self.store = store
+        self.observer = observer
         self.audit = AuditTrail(store, signer, clock)
         self._clock = clock
         self._regions = dict(regions)
@@ -174,6 +185,8 @@ class KeyService:
         log.info(
             "key_issued", key_id=record.key_id, cluster=req.cluster, node=req.node, superseded=superseded
         )
+        if superseded and self.observer is not None:
+            self.observer.revoked("superseded", len(superseded))
         return IssuedKey(key=minted.key, record=record, superseded=tuple(superseded))
 
     def user_data(
@@ -197,24 +210,19 @@ class KeyService:
         known key, else ``key_expires_at``; given both, the earlier.
         """
         where = self.region(region)
-        parsed = keyformat.parse(key) if isinstance(key, str) else None
-        if parsed is None or isinstance(parsed, Failure):
-            raise InvalidInput("the key is not a well-formed nodelogs key")
         with self.store.read() as reader:
-            rec = reader.get_key(parsed.value.key_id)
-        wanted = (ids.cluster_id(cluster), ids.node_id(node), ids.region(region))
-        if rec is not None and (rec.cluster, rec.node, rec.region) != wanted:
-            raise InvalidInput(f"key {rec.key_id} was issued for another cluster, node or region")
-        known = [e for e in (rec.expires_at if rec is not None else None, key_expires_at) if e is not None]
-        agent = userdata.AgentSettings(
-            endpoint=endpoint if endpoint is not None else where.endpoint,
-            cluster=wanted[0],
-            node=wanted[1],
-            region=wanted[2],
-            sources=tuple(sources),
-            key_expires_at=min(known) if known else None,
+            rec = reader.get_key(key_id_of(key))
+        return render_user_data(
+            form,
+            key,
+            where,
+            cluster=cluster,
+            node=node,
+            endpoint=endpoint,
+            sources=sources,
+            known=rec,
+            key_expires_at=key_expires_at,
         )
-        return userdata.render(form, key, agent)
 
     def bind_instance(self, *, cluster: str, node: str, instance: str, actor: str) -> KeyRecord:
         """Bind the EC2 instance to the node's live key, so termination events for it revoke the key.
@@ -260,11 +268,13 @@ class KeyService:
         cluster: str | None = None,
         node: str | None = None,
         instance: str | None = None,
+        channel: str | None = None,
     ) -> list[str]:
         """Revoke by exactly one selector; idempotent. Returns the ids this call revoked.
 
         The selectors are a key id, an instance, a cluster, a node (in every cluster), or a node of one
-        cluster (``cluster`` and ``node`` together).
+        cluster (``cluster`` and ``node`` together). ``channel`` names the path for the metrics
+        (``admin``, ``terminated``, ``cli``, ``events``); by default it follows from the actor.
         """
         chosen = [v for v in (key_id, cluster if cluster is not None else node, instance) if v is not None]
         if len(chosen) != 1:
@@ -294,6 +304,8 @@ class KeyService:
             ]
         if revoked:
             log.info("keys_revoked", key_ids=revoked, reason=reason, actor=actor)
+            if self.observer is not None:
+                self.observer.revoked(channel or _channel(actor), len(revoked))
         return revoked
 
     def sweep(self) -> list[str]:
@@ -307,7 +319,21 @@ class KeyService:
                     expired.append(rec.key_id)
         if expired:
             log.info("keys_expired", key_ids=expired)
+            if self.observer is not None:
+                self.observer.expired(len(expired))
         return expired
+
+    def stats(self) -> tuple[int, int]:
+        """``(live unexpired keys, audit head seq)`` for the metrics; one read snapshot."""
+        now = self._clock.now()
+        with self.store.read() as tx:
+            live = [
+                k
+                for k in tx.find_keys(KeyFilter(state=KeyState.LIVE))
+                if not expiry.is_expired(now, k.expires_at)
+            ]
+            head = tx.audit_head()
+        return len(live), head.seq if head is not None else 0
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -147,3 +147,15 @@ class IdentityVerifier(Protocol):
     def verify(self, document: bytes, signature: str) -> Success[IdentityDocument] | Failure:
         """Return the document once its signature verified, or why it did not."""
         ...
+
+
+class KeyObserver(Protocol):
+    """Told about every revocation and expiry the key service commits (metrics listen here)."""
+
+    def revoked(self, channel: str, count: int) -> None:
+        """``count`` keys were revoked through ``channel`` (superseded, terminated, admin, events, ...)."""
+        ...
+
+    def expired(self, count: int) -> None:
+        """``count`` keys were expired by a sweep."""
+        ...

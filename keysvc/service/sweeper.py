@@ -7,6 +7,7 @@ A failed sweep is logged and retried at the next tick; the thread never dies of 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -27,13 +28,20 @@ class Sweepable(Protocol):
 class Sweeper:
     """Calls ``service.sweep()`` every ``interval`` seconds until ``stop`` is set."""
 
-    def __init__(self, service: Sweepable, interval: float, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        service: Sweepable,
+        interval: float,
+        stop: threading.Event | None = None,
+        on_sweep: Callable[[bool], None] | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError("sweep interval must be positive")
         self._service = service
         self._interval = interval
         self.stop_event = stop if stop is not None else threading.Event()
         self._thread: threading.Thread | None = None
+        self._on_sweep = on_sweep
         self.sweeps = 0
 
     def run_once(self) -> list[str]:
@@ -42,12 +50,18 @@ class Sweeper:
             expired = self._service.sweep()
         except KeysvcError as exc:
             log.warning("sweep_failed", error=type(exc).__name__, message=str(exc))
+            self._report(ok=False)
             return []
         finally:
             self.sweeps += 1
+        self._report(ok=True)
         if expired:
             log.info("sweep_expired", count=len(expired))
         return expired
+
+    def _report(self, *, ok: bool) -> None:
+        if self._on_sweep is not None:
+            self._on_sweep(ok)
 
     def run(self) -> None:
         """Sweep at once, then every interval, until stopped."""

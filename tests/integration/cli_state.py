@@ -36,8 +36,8 @@ def config_for(state: Path) -> Path:
 
 
 def open_state(state: Path) -> KeyService:
-    """Open the key service of ``state`` in this process, as the CLI would."""
-    return open_service(load_settings(str(config_for(state)), str(state)))
+    """Open (creating it if need be, as ``keys issue`` would) the key service of ``state`` in this process."""
+    return open_service(load_settings(str(config_for(state)), str(state)), create=True)
 
 
 def keysvc(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from keysvc.wire import keyformat
-from tests.integration.cli_state import config_for, keysvc
+from tests.integration.cli_state import config_for, keysvc, open_state
 from tests.servers import run_cli, wait_until
 
 pytestmark = pytest.mark.integration
@@ -238,9 +238,10 @@ def test_state_location_from_environment(tmp_path: Path) -> None:
     assert (state / "audit-signing-key.pem").stat().st_mode & 0o777 == 0o600
     assert state.stat().st_mode & 0o777 == 0o700
     env["KEYSVC_DATABASE"] = f"sqlite:///{tmp_path}/other.db"
-    listed = run_cli(["keysvc", "keys", "list", "-o", "json"], env=env)
-    assert listed.stdout.strip() == "[]"
-    assert (tmp_path / "other.db").exists()
+    listed = run_cli(["keysvc", "keys", "list", "-o", "json"], env=env, check=False)
+    assert listed.returncode == 5, listed.stderr
+    assert f"no keysvc database at {tmp_path}/other.db" in listed.stderr
+    assert not (tmp_path / "other.db").exists()
 
 
 def _spawn(state: Path, *argv: str) -> subprocess.Popen[str]:
@@ -255,7 +256,7 @@ def _spawn(state: Path, *argv: str) -> subprocess.Popen[str]:
 
 def test_concurrent_processes_keep_one_live_key_and_one_chain(tmp_path: Path) -> None:
     """Six `keys issue` processes racing for one node leave one live key and an intact chain."""
-    keysvc(tmp_path, "keys", "list")  # create the state once, so the racers share one signing key
+    open_state(tmp_path).close()  # create the state once, so the racers share one signing key
     racers = [
         _spawn(
             tmp_path,

@@ -116,7 +116,7 @@ def _instance() -> str:
 
 
 def _issue(state_dir: Path, instance: str) -> tuple[KeyService, str]:
-    service = open_service(load_settings(None, str(state_dir)))
+    service = open_service(load_settings(None, str(state_dir)), create=True)
     issued = service.add_node(
         AddNode(
             cluster="prod",
@@ -315,7 +315,7 @@ def test_lifecycle_action_revokes_and_keeps_the_message_until_completed(
 def test_addnode_without_instance_then_bind_then_event_revokes(tmp_path: Path, wiring: Wiring) -> None:
     """AddNode without instance: an event before `keys bind` revokes nothing, the one after it revokes."""
     instance = _instance()
-    service = open_service(load_settings(None, str(tmp_path)))
+    service = open_service(load_settings(None, str(tmp_path)), create=True)
     issued = service.add_node(
         AddNode(
             cluster="prod",

@@ -313,7 +313,7 @@ def test_cli_reads_the_key_from_a_file_and_never_from_argv(tmp_path: Path) -> No
     abbreviated = _keysvc(["--key", KEY, *RENDER_ARGS], None, tmp_path)
     # A usage error, not a prefix match of --key-file. (argparse echoes the unknown arguments; the
     # caller already exposed that key in argv, which is why no option takes one.)
-    assert abbreviated.returncode == 2
+    assert abbreviated.returncode == 64  # EX_USAGE
     assert "unrecognized arguments" in abbreviated.stderr
     missing = _keysvc(["--key-file", KEY, *RENDER_ARGS], None, tmp_path)
     assert missing.returncode == 4

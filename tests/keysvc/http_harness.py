@@ -125,7 +125,7 @@ def build(tmp_path: Path, *, server: ServerConfig | None = None, burst: int = 5)
         "reader": create_credential(credentials, name="auditor", scopes=["admin:read"], now=T0)[1],
     }
     clock = ManualClock(T0)
-    service = open_service(settings, clock=clock)
+    service = open_service(settings, clock=clock, create=True)
     metrics = Metrics()
     app = create_app(
         service,
