@@ -17,6 +17,8 @@ Exit codes of ``run`` (the systemd unit has ``RestartPreventExitStatus=2 10 11 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -42,6 +44,7 @@ from agent.errors import (
 from agent.lifetime import Lifetime, UntilDeadline
 from agent.proxyconfig import ProxyConfig
 from agent.runner import Agent
+from agent.session import Session
 from agent.signals import Signals
 from agent.transport import Transport
 
@@ -140,6 +143,8 @@ def run(config: AgentConfig) -> int:
     log = structlog.get_logger()
     state_dir = statedir.prepare(Path(config.state_dir))
     key = _unfinished_key(Path(config.key_file), state_dir)
+    identity = keyfile.read_identity(Path(config.key_file).parent)
+    key = dataclasses.replace(key, session=Session(state_dir, key.key_id, identity))
     logging_setup.REDACTOR.own_key = key.secret
     store = StateStore(state_dir).open()
     life = Lifetime(state_dir, key.key_id).start()
@@ -185,7 +190,8 @@ def check(config: AgentConfig) -> int:
 
     transport = _transport(config)
     try:
-        return preflight.run_check(config, transport, sys.stdout)
+        read = functools.partial(preflight.read_credential, state_dir=Path(config.state_dir))
+        return preflight.run_check(config, transport, sys.stdout, read_key=read)
     finally:
         transport.close()
 

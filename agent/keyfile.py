@@ -13,23 +13,36 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.errors import KeyFileInsecure, KeyUnavailable
 from agent.private_files import atomic_write
 from keysvc.wire import Success, parse_key
 
+if TYPE_CHECKING:
+    from agent.session import Session
+
 FINISHED_FILE = "finished.json"
+#: Written next to the key file by the user data (IMDSv2), read once for the exchange.
+IDENTITY_DOCUMENT_FILE = "identity-document"
+IDENTITY_SIGNATURE_FILE = "identity-signature"
+_MAX_IDENTITY_BYTES = 4096
 _MAX_KEY_FILE_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class NodeKey:
-    """The key as read from its file. ``repr`` never shows the secret."""
+    """The key as read from its file. ``repr`` never shows the secret.
+
+    ``session``: where the key's exchange for a session is held (:mod:`agent.session`); None only for
+    callers that present the key itself (tests of the grant client, older keysvc protocols).
+    """
 
     key_id: str
     secret: str
+    session: Session | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"NodeKey(key_id={self.key_id!r})"
@@ -65,6 +78,25 @@ def read_key(path: Path) -> NodeKey:
     if not isinstance(parsed, Success):
         raise KeyFileInsecure(f"key file {path} does not hold a well-formed nodelogs key ({parsed.reason})")
     return NodeKey(key_id=parsed.value.key_id, secret=parsed.value.key)
+
+
+def read_identity(key_dir: Path) -> tuple[str, str] | None:
+    """Return the instance identity document and its signature beside the key, or None if absent.
+
+    Either file missing, empty, oversized or not text means "no document": the exchange goes
+    without one (keysvc refuses it only when the cluster requires documents).
+    """
+    try:
+        parts = [
+            (key_dir / name).read_bytes()[: _MAX_IDENTITY_BYTES + 1]
+            for name in (IDENTITY_DOCUMENT_FILE, IDENTITY_SIGNATURE_FILE)
+        ]
+        document, signature = (part.decode("utf-8") for part in parts)
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not document.strip() or not signature.strip() or max(len(p) for p in parts) > _MAX_IDENTITY_BYTES:
+        return None
+    return document, signature.strip()
 
 
 def remove_key(path: Path) -> bool:

@@ -15,13 +15,13 @@ from typing import Any
 import structlog
 
 from agent.progress import WarningLimiter
-from keysvc.wire import KEY_PATTERN
+from keysvc.wire import KEY_PATTERN, SESSION_PATTERN
 
 REDACTED = "[REDACTED]"
 
 
 class KeyRedactor:
-    """A structlog processor that removes the agent's key and any ``nlk1_`` key from log values."""
+    """A structlog processor that removes the own key, any ``nlk1_`` key and ``nls1_`` session from logs."""
 
     def __init__(self) -> None:
         self.own_key: str | None = None
@@ -30,6 +30,8 @@ class KeyRedactor:
         """Return ``text`` with the own key and any ``nlk1_`` key replaced."""
         if self.own_key and self.own_key in text:
             text = text.replace(self.own_key, REDACTED)
+        if "nls1_" in text:  # a session credential (the exchanged form of the key)
+            text = SESSION_PATTERN.sub(REDACTED, text)
         return KEY_PATTERN.sub(REDACTED, text) if "nlk1_" in text else text
 
     def __call__(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 from urllib.parse import urlsplit
 
-from agent import keyfile
+from agent import keyfile, session
 from agent.errors import (
     AgentError,
     ConnectError,
@@ -84,6 +84,15 @@ def resolve_host(host: str, port: int) -> list[str]:
     """Resolve ``host`` to its addresses with the system resolver (raises ``OSError``)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return sorted({str(info[4][0]) for info in infos})
+
+
+def read_credential(path: Path, *, state_dir: Path) -> str:
+    """Read what the agent itself presents: its session once it exchanged the key, else the key.
+
+    Probing with the raw key after the exchange would be refused and audited as a replay.
+    """
+    key = keyfile.read_key(path)
+    return session.stored_session(state_dir, key.key_id) or key.secret
 
 
 def read_key_secret(path: Path) -> str:

@@ -4,7 +4,7 @@ Every secret found is overwritten byte for byte with ``*`` (line breaks inside i
 object's byte range stays in the *original file's* coordinates: offset N in the bucket is offset N
 on the node, and only the masked bytes differ. What is masked:
 
-- the agent's own key, and any ``nlk1_`` key (the shape of :data:`keysvc.wire.KEY_PATTERN`,
+- the agent's own key, any ``nlk1_`` key and any ``nls1_`` session (:data:`keysvc.wire.KEY_PATTERN`,
   even glued to more base32 letters): the secret part after ``nlk1_<key id>_`` (the key id is
   public and tells the operator which key leaked);
 - AWS access key ids (``AKIA...``, ``ASIA...`` and the other IAM prefixes): the 16 characters after
@@ -38,10 +38,11 @@ CONTEXT = 64 * 1024
 _MASK_TABLE = bytes(b if b in b"\r\n" else ord("*") for b in range(256))
 _SECRET_LEN = SECRET_CHARS + CHECKSUM_CHARS
 # No look-ahead (unlike KEY_PATTERN): a key glued to more letters is still a key to mask.
-_KEY = re.compile(rb"nlk1_[a-z2-7]{%d}_[a-z2-7]{%d}" % (KEY_ID_CHARS, _SECRET_LEN))
+_KEY = re.compile(rb"nl[ks]1_[a-z2-7]{%d}_[a-z2-7]{%d}" % (KEY_ID_CHARS, _SECRET_LEN))
 # A proper prefix of a key at the very end of the data (the rest is not written yet).
 _KEY_PARTIAL_AT_END = re.compile(
-    rb"nlk1_(?:[a-z2-7]{0,%d}|[a-z2-7]{%d}_[a-z2-7]{0,%d})\Z" % (KEY_ID_CHARS, KEY_ID_CHARS, _SECRET_LEN - 1)
+    rb"nl[ks]1_(?:[a-z2-7]{0,%d}|[a-z2-7]{%d}_[a-z2-7]{0,%d})\Z"
+    % (KEY_ID_CHARS, KEY_ID_CHARS, _SECRET_LEN - 1)
 )
 _KEY_PUBLIC_PART = len("nlk1_") + 16 + 1
 _AWS_PREFIXES = (
@@ -95,7 +96,7 @@ def find_secrets(data: bytes, own_key: bytes | None = None) -> list[tuple[int, i
         while position >= 0:
             spans.append((position + _KEY_PUBLIC_PART, position + len(own_key)))
             position = data.find(own_key, position + 1)
-    if b"nlk1_" in data:
+    if b"nlk1_" in data or b"nls1_" in data:
         spans.extend((m.start() + _KEY_PUBLIC_PART, m.end()) for m in _KEY.finditer(data))
         tail = _KEY_PARTIAL_AT_END.search(data, max(0, len(data) - 64))
         if tail is not None:  # the rest is not written yet: mask the secret to the end, keep the id

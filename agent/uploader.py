@@ -1,4 +1,7 @@
-"""Talking to keysvc (upload grants) and to the bucket (PUT), with tenacity retries.
+"""Talking to keysvc (the exchange, upload grants) and to the bucket (PUT), with tenacity retries.
+
+The first grant exchanges the user-data key for a session (:mod:`agent.session`); every grant and
+probe after it presents the session, never the key. The exchange's answers map like a grant's.
 
 Policy here, I/O in :mod:`agent.transport`. Answers are mapped to outcomes or to errors from
 :mod:`agent.errors`:
@@ -38,6 +41,7 @@ from agent.errors import (
 )
 from agent.keyfile import NodeKey
 from agent.transport import Requester, Response
+from keysvc.wire import Success, parse_session
 
 log = structlog.get_logger()
 
@@ -108,6 +112,7 @@ class KeysvcClient:
     ) -> None:
         self._transport = transport
         self._url = endpoint.rstrip("/") + "/v1/ingest/grants"
+        self._exchange_url = endpoint.rstrip("/") + "/v1/ingest/exchange"
         self._key = key
         self._expected = {"cluster": cluster, "node": node, "region": region}
         self._monotonic = monotonic
@@ -121,30 +126,58 @@ class KeysvcClient:
                     f"{actual!r} (NODELOGS_{name.upper()}): fix or unset it; the key file is kept"
                 )
 
-    def grant(self, names: list[str]) -> GrantAnswer:
-        """Ask for PUT URLs for ``names`` (0..64); raise per the module docstring."""
-        body = json.dumps({"objects": [{"name": name} for name in names]}).encode()
-        sent_at = self._monotonic()
-        response = self._transport.request(
-            "POST",
-            self._url,
-            body=body,
-            headers={
-                "Authorization": f"Bearer {self._key.secret}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
-        )
+    def _post(self, url: str, credential: str, payload: object) -> Response:
+        headers = {
+            "Authorization": f"Bearer {credential}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        return self._transport.request("POST", url, body=json.dumps(payload).encode(), headers=headers)
+
+    @staticmethod
+    def _check_status(
+        response: Response, what: str, names: list[str], bugs: tuple[int, ...] = (400,)
+    ) -> None:
         if response.status in (401, 403):
             ended = _ended(response)
             detail = f": the key is {ended}" if ended else ""
             raise KeyRefused(f"keysvc refused the key (HTTP {response.status}){detail}", ended)
-        if response.status == 400:
+        if response.status in bugs:
             detail = response.body[:300].decode("utf-8", "replace")
-            log.error("grant_rejected_bug", status=400, names=names[:3], body=detail)
-            raise GrantRejected("keysvc rejected the grant request (HTTP 400); this is an agent bug")
+            log.error("grant_rejected_bug", status=response.status, what=what, names=names[:3], body=detail)
+            raise GrantRejected(f"keysvc rejected the {what} request (HTTP {response.status}); an agent bug")
         if response.status != 200:
             raise RetryableFailure(f"keysvc answered HTTP {response.status}", _retry_after(response))
+
+    def _exchange(self, nonce: str) -> str:
+        """Exchange the user-data key and ``nonce`` for a session (see :mod:`agent.session`)."""
+        payload = {"nonce": nonce}
+        identity = self._key.session.identity if self._key.session is not None else None
+        if identity is not None:
+            payload.update(identity_document=identity[0], identity_signature=identity[1])
+        response = self._post(self._exchange_url, self._key.secret, payload)
+        self._check_status(response, "exchange", [], bugs=(400, 422))
+        try:
+            session = json.loads(response.body)["session"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RetryableFailure("keysvc sent an exchange answer the agent cannot read") from exc
+        if not isinstance(session, str) or not isinstance(parse_session(session), Success):
+            raise RetryableFailure("keysvc sent an exchange answer without a well-formed session")
+        log.info("key_exchanged", key_id=self._key.key_id)
+        return session
+
+    def _credential(self) -> str:
+        """The session once exchanged (the user-data key only for a key without a session holder)."""
+        if self._key.session is None:
+            return self._key.secret
+        return self._key.session.bearer(self._exchange)
+
+    def grant(self, names: list[str]) -> GrantAnswer:
+        """Ask for PUT URLs for ``names`` (0..64); raise per the module docstring."""
+        credential = self._credential()
+        sent_at = self._monotonic()
+        response = self._post(self._url, credential, {"objects": [{"name": name} for name in names]})
+        self._check_status(response, "grant", names)
         answer = self._parse(response.body, sent_at)
         self._check_scope(answer)
         return answer

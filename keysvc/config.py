@@ -29,6 +29,7 @@ Example ``keysvc.toml``::
     trusted_proxies = ["10.0.0.0/8"]   # peers whose X-Forwarded-For / Forwarded headers are believed
     tls_cert_file = ""              # both set: serve HTTPS, reloading the pair when the files change
     tls_key_file = ""
+    revoke_on_replay = false        # a replayed user-data key also revokes the key and its session
 
     [gcs]
     signer = "key_file"             # or "iam": Application Default Credentials + IAM signBlob, no key file
@@ -40,6 +41,12 @@ Example ``keysvc.toml``::
     bucket = "nodelogs-eu"
     prefix = "nodelogs"
     endpoint = "https://keysvc.eu.example.com"   # the keysvc URL agents in this region use
+
+    [identity]                      # EC2 instance identity documents sent with the exchange
+    trust_dir = ""                  # AWS's RSA certificates, one <region>.pem each; empty: none trusted
+    allowed_accounts = ""           # comma-separated AWS account ids; empty: any
+    require = false                 # true: no verified document, no session
+    skew_seconds = 300              # pendingTime may precede the AddNode's start by this much
 
     [events]
     queue_url = ""                  # SQS queue fed by the EventBridge rule; empty disables
@@ -103,6 +110,7 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    revoke_on_replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +136,22 @@ class EventsConfig:
     wait_seconds: int = 20
 
 
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """Instance identity documents: the trust directory and what a cluster requires of them."""
+
+    trust_dir: Path | None = None
+    allowed_accounts: str = ""
+    require: bool = False
+    skew_seconds: float = 300.0
+
+
 SECTIONS: dict[str, type[Any]] = {
     "state": StateConfig,
     "server": ServerConfig,
     "gcs": GcsConfig,
     "events": EventsConfig,
+    "identity": IdentityConfig,
 }
 
 
@@ -162,6 +181,7 @@ class Settings:
         default_factory=lambda: {"local": Region(name="local", bucket="nodelogs-local")}
     )
     events: EventsConfig = field(default_factory=EventsConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     #: ``"section.key" -> "flag" | "env KEYSVC_X" | "file PATH" | "state.dir" | "default"``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -228,6 +248,7 @@ class Settings:
             gcs=GcsConfig(**values["gcs"]),
             regions=_regions(raw.get("regions", {}), origin),
             events=EventsConfig(**values["events"]),
+            identity=IdentityConfig(**values["identity"]),
             sources=sources,
         )
         return settings.validated()

@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from keysvc.aws.identity import TrustDirectory
 from keysvc.config import Settings
 from keysvc.core.clock import Clock, SystemClock
+from keysvc.core.identity import IdentityPolicy
+from keysvc.errors import ConfigError
 from keysvc.files import audit_signing
 from keysvc.gcs.iam_signing import IamClient, IamUrlSigner
 from keysvc.gcs.url_signing import GcsUrlSigner
@@ -90,6 +93,22 @@ def open_ingest(
             url_ttl_seconds=server.url_ttl_seconds,
             max_chunk_bytes=server.max_chunk_bytes,
             max_objects_per_grant=server.max_objects_per_grant,
+            revoke_on_replay=server.revoke_on_replay,
             sign_concurrency=int(getattr(signer, "concurrency", 1)),
         ),
+        **identity_parts(settings),
     )
+
+
+def identity_parts(settings: Settings) -> dict[str, Any]:
+    """The identity-document verifier and policy of the ingest service, from ``[identity]``."""
+    conf = settings.identity
+    if conf.require and conf.trust_dir is None:
+        raise ConfigError("identity.require needs identity.trust_dir (AWS's certificates, one <region>.pem)")
+    accounts = frozenset(a.strip() for a in conf.allowed_accounts.split(",") if a.strip())
+    return {
+        "identity": TrustDirectory(conf.trust_dir) if conf.trust_dir is not None else None,
+        "identity_policy": IdentityPolicy(
+            require=conf.require, allowed_accounts=accounts, skew_seconds=conf.skew_seconds
+        ),
+    }

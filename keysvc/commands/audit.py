@@ -153,6 +153,8 @@ def run_show(args: argparse.Namespace) -> int:
             {
                 "key_id": args.key_id,
                 "state": key.state.value if key else None,
+                "exchanges": key.exchanges if key else None,
+                "replays": key.replays if key else None,
                 "events": [audit_json(r) for r in records],
             }
         )
@@ -162,7 +164,11 @@ def run_show(args: argparse.Namespace) -> int:
             f"key {key.key_id}  cluster {key.cluster}  node {key.node}  instance {key.instance or '-'}  "
             f"region {key.region}  state {key.state.value}  uses {key.uses}"
         )
-        emit(f"  valid {iso(key.started_at)} .. {iso(key.expires_at)}")
+        session = "held" if key.session_hash is not None else ("ended" if key.exchanged else "none")
+        emit(
+            f"  valid {iso(key.started_at)} .. {iso(key.expires_at)}  exchanged {iso(key.exchanged_at)} "
+            f"({key.exchanges}x)  session {session}  replays {key.replays}"
+        )
     for record in records:
         emit(f"{iso(record.event.at)}  #{record.seq:<6} {record.event.event.value:<8} {describe(record)}")
     return 0

@@ -69,6 +69,11 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--cluster")
     listing.add_argument("--node")
     listing.add_argument("--state", choices=[s.value for s in KeyState])
+    listing.add_argument(
+        "--replayed",
+        action="store_true",
+        help="only keys whose user-data key was replayed after its exchange",
+    )
     _output(listing)
     listing.set_defaults(handler=run_list)
 
@@ -142,7 +147,10 @@ def run_list(args: argparse.Namespace) -> int:
     service = service_for(args)
     try:
         found = service.list_keys(
-            cluster=args.cluster, node=args.node, state=KeyState(args.state) if args.state else None
+            cluster=args.cluster,
+            node=args.node,
+            state=KeyState(args.state) if args.state else None,
+            replayed=True if args.replayed else None,
         )
     finally:
         service.close()

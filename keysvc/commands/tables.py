@@ -102,6 +102,11 @@ def key_json(rec: KeyRecord, now: float) -> dict[str, Any]:
         "end_reason": rec.end_reason,
         "uses": rec.uses,
         "last_used_at": iso(rec.last_used_at) if rec.last_used_at is not None else None,
+        "exchanged_at": iso(rec.exchanged_at) if rec.exchanged_at is not None else None,
+        "exchanges": rec.exchanges,
+        "session": "held" if rec.session_hash is not None else ("ended" if rec.exchanged else "none"),
+        "replays": rec.replays,
+        "last_replay_at": iso(rec.last_replay_at) if rec.last_replay_at is not None else None,
     }
 
 
@@ -116,6 +121,7 @@ KEY_HEADERS = (
     "EXPIRES",
     "USES",
     "LAST USED",
+    "REPLAYS",
 )
 
 
@@ -139,4 +145,5 @@ def key_row(rec: KeyRecord, now: float) -> list[str]:
         iso(rec.expires_at),
         str(rec.uses),
         iso(rec.last_used_at),
+        str(rec.replays),
     ]

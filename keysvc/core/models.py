@@ -24,6 +24,7 @@ class EventType(enum.StrEnum):
     REVOKED = "revoked"
     EXPIRED = "expired"
     BOUND = "bound"
+    EXCHANGED = "exchanged"
 
 
 INGEST = "ingest"
@@ -59,6 +60,8 @@ class KeyFilter:
     instance: str | None = None
     operation_id: str | None = None
     state: KeyState | None = None
+    #: True: only keys that saw a replayed exchange or key use; False: only keys that did not.
+    replayed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,10 @@ class KeyRecord:
     """Everything known about a key except its secret.
 
     ``key_hash`` is None once revoked or expired; ``instance`` is None until the node's EC2 instance is bound.
+    The exchange (see DESIGN.md, "Exchange, once"): ``nonce_hash`` is set by the first exchange and
+    never changes; ``session_hash`` is the current session's (None before the exchange and once the
+    key ended); ``exchanges`` counts exchanges (more than one: the same agent came back after a crash);
+    ``replays`` counts refused uses of the exchanged key by anyone else.
     """
 
     key_id: str
@@ -112,6 +119,17 @@ class KeyRecord:
     end_reason: str | None = None
     uses: int = 0
     last_used_at: float | None = None
+    nonce_hash: bytes | None = field(default=None, repr=False)
+    session_hash: bytes | None = field(default=None, repr=False)
+    exchanged_at: float | None = None
+    exchanges: int = 0
+    replays: int = 0
+    last_replay_at: float | None = None
+
+    @property
+    def exchanged(self) -> bool:
+        """Whether the key was exchanged for a session (after which the key itself is spent)."""
+        return self.nonce_hash is not None
 
     @property
     def scope(self) -> Scope:

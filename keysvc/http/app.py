@@ -79,7 +79,7 @@ def create_app(
         guard=guard,
         metrics=metrics,
         max_body_bytes=settings.server.max_body_bytes,
-        grant_path=ingest.GRANT_PATH,
+        ingest_paths=ingest.INGEST_PATHS,
         # The routers' own routes carry their path templates (included routers are wrapped).
         routes=[route for router in routers for route in router.routes],
         access_log=access_log,

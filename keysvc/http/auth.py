@@ -3,7 +3,8 @@
 Three kinds of caller, each with its own check:
 
 - a provisioner or admin token (:mod:`keysvc.files.credentials`), which must carry the endpoint's scope;
-- an ingest key, accepted only by the upload-grant endpoint and checked by the service;
+- an ingest key or session, accepted only by the exchange and upload-grant endpoints and checked by
+  the service (a session cannot be exchanged; a key, once exchanged, is refused as ``replayed``);
 - an ingest key anywhere else: refused with 403 and audited as ``out_of_scope``, without any lookup.
 
 Every failed authentication spends a token of the caller's address in the
@@ -26,10 +27,11 @@ from keysvc.files.credentials import Credential, CredentialFile
 from keysvc.http.ratelimit import FailureLimiter
 from keysvc.metrics import Metrics
 from keysvc.service.audit import AuditTrail
-from keysvc.service.ingest import IngestService
+from keysvc.service.ingest import ExchangeAnswer, IngestService
 from keysvc.wire.keyformat import PREFIX as INGEST_KEY_PREFIX
 from keysvc.wire.keyformat import parse
 from keysvc.wire.results import Failure, Reason
+from keysvc.wire.sessionformat import is_session, parse_session
 
 log = structlog.get_logger()
 
@@ -46,8 +48,8 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def is_ingest_key(token: str | None) -> bool:
-    """Return True when a presented token claims to be an ingest key."""
-    return token is not None and token.startswith(INGEST_KEY_PREFIX)
+    """Return True when a presented token claims to be an ingest key or an agent's session."""
+    return token is not None and (token.startswith(INGEST_KEY_PREFIX) or is_session(token))
 
 
 def source_of(request: Request) -> str:
@@ -130,11 +132,27 @@ class Guard:
             self._metrics.refusals.inc(exc.reason)
             raise
 
+    def exchange(self, request: Request, nonce: str, identity: tuple[bytes, str] | None) -> ExchangeAnswer:
+        """Exchange the request's ingest key for a session; the service audits every refusal."""
+        source = source_of(request)
+        self.admit(source)
+        presented = bearer_token(request.headers.get("authorization"))
+        if presented is None:
+            self._failed(source)
+            self._refuse(Reason.MISSING_CREDENTIAL, source, detail={"endpoint": request.url.path})
+            raise Refused(Reason.MISSING_CREDENTIAL)
+        try:
+            return self._ingest.exchange(presented, nonce, source=source, identity=identity)
+        except Refused as exc:
+            self._failed(source)
+            self._metrics.refusals.inc(exc.reason)
+            raise
+
     def ingest_key_misused(self, presented: str, source: str, method: str, path: str) -> None:
         """Audit an ingest key presented outside the grant endpoint; raises 429 or 403."""
         self.admit(source)
         self._failed(source)
-        parsed = parse(presented)
+        parsed = parse_session(presented) if is_session(presented) else parse(presented)
         key_id = None if isinstance(parsed, Failure) else parsed.value.key_id
         self._refuse(
             Reason.OUT_OF_SCOPE,

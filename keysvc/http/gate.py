@@ -4,7 +4,7 @@
   while reading, so a chunked body cannot slip past), and replayed to the app: 413 if larger.
 - ``POST`` bodies to a route that takes them must be ``application/json`` (or ``+json``): 415
   otherwise. A method or path no route serves is left for the router to answer 405 or 404.
-- An ingest key in ``Authorization`` on any path but the grant endpoint: 403, audited.
+- An ingest key in ``Authorization`` on any path but the exchange and grant endpoints: 403, audited.
 - Every request's latency lands in the histogram, labelled by route template, not raw path.
 - ``HEAD`` is answered wherever ``GET`` is: the request runs as ``GET`` and the body is dropped
   (headers, ``Content-Length`` included, stay as ``GET`` would send them).
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -62,7 +63,7 @@ class RequestGate:
         guard: Guard,
         metrics: Metrics,
         max_body_bytes: int,
-        grant_path: str,
+        ingest_paths: Sequence[str],
         routes: list[BaseRoute],
         access_log: Any = None,
     ) -> None:
@@ -72,7 +73,7 @@ class RequestGate:
         self._guard = guard
         self._metrics = metrics
         self._max = max_body_bytes
-        self._grant_path = grant_path
+        self._ingest_paths = tuple(ingest_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection scope."""
@@ -128,7 +129,7 @@ class RequestGate:
         method = scope.get("method", "")
         path = scope.get("path", "")
         token = bearer_token(_header(scope, b"authorization"))
-        if token is not None and is_ingest_key(token) and path != self._grant_path:
+        if token is not None and is_ingest_key(token) and path not in self._ingest_paths:
             client = scope.get("client")
             source = client[0] if client else "unknown"
             try:

@@ -13,17 +13,43 @@ from keysvc.errors import InvalidObjectName, Refused
 from keysvc.http.auth import source_of
 from keysvc.http.context import Context
 from keysvc.http.responses import documented
-from keysvc.http.schemas import Grant, GrantRequest, GrantResponse
+from keysvc.http.schemas import ExchangeRequest, ExchangeResponse, Grant, GrantRequest, GrantResponse
 from keysvc.wire.results import Reason
 
 GRANT_PATH = "/v1/ingest/grants"
+EXCHANGE_PATH = "/v1/ingest/exchange"
+INGEST_PATHS = (GRANT_PATH, EXCHANGE_PATH)
 
-bearer = HTTPBearer(auto_error=False, description="the node's ingest key (nlk1_...)")
+bearer = HTTPBearer(
+    auto_error=False, description="the node's session (nls1_...), or its ingest key (nlk1_...) to exchange"
+)
+
+
+def _add_exchange(api: APIRouter, ctx: Context) -> None:
+    @api.post(
+        EXCHANGE_PATH,
+        response_model=ExchangeResponse,
+        responses=documented(400, 401, 413, 415, 422, 429, 503),
+        summary="Exchange, once: the user-data key and the agent's nonce for a session credential",
+    )
+    def exchange(body: ExchangeRequest, request: Request) -> ExchangeResponse:
+        identity = None
+        if body.identity_document is not None and body.identity_signature is not None:
+            identity = (body.identity_document.encode("utf-8"), body.identity_signature)
+        answer = ctx.guard.exchange(request, body.nonce, identity)
+        return ExchangeResponse(
+            key_id=answer.record.key_id,
+            session=answer.session,
+            superseded=answer.superseded,
+            server_time=answer.server_time,
+            key_expires_at=answer.record.expires_at,
+        )
 
 
 def router(ctx: Context) -> APIRouter:
-    """Build the grant route."""
+    """Build the exchange and grant routes."""
     api = APIRouter(tags=["agent"], dependencies=[Security(bearer)])
+    _add_exchange(api, ctx)
 
     @api.post(
         GRANT_PATH,

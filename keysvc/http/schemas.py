@@ -128,6 +128,36 @@ class GrantRequest(_Request):
         return self
 
 
+class ExchangeRequest(_Request):
+    """The agent's first call: its exchange nonce (persisted before it sends it)."""
+
+    nonce: str = Field(
+        min_length=32, max_length=32, pattern="^[a-z2-7]{32}$", description="32 base32 characters"
+    )
+    identity_document: str | None = Field(
+        default=None, max_length=4096, description="the EC2 instance identity document, as IMDS served it"
+    )
+    identity_signature: str | None = Field(
+        default=None, max_length=1024, description="its base64 RSA-SHA256 signature (IMDS .../signature)"
+    )
+
+    @model_validator(mode="after")
+    def _document_with_signature(self) -> ExchangeRequest:
+        if (self.identity_document is None) != (self.identity_signature is None):
+            raise ValueError("give identity_document and identity_signature together, or neither")
+        return self
+
+
+class ExchangeResponse(BaseModel):
+    """A session credential, shown once; it dies with the key."""
+
+    key_id: str
+    session: str = Field(description="the session credential (nls1_...): send it instead of the key")
+    superseded: bool = Field(description="true when this replaced an earlier session of the same agent")
+    server_time: float
+    key_expires_at: float
+
+
 class Grant(BaseModel):
     """One signed PUT URL."""
 

@@ -352,13 +352,19 @@ class KeyService:
         return self._effective(rec, self._clock.now())
 
     def list_keys(
-        self, *, cluster: str | None = None, node: str | None = None, state: KeyState | None = None
+        self,
+        *,
+        cluster: str | None = None,
+        node: str | None = None,
+        state: KeyState | None = None,
+        replayed: bool | None = None,
     ) -> list[KeyRecord]:
-        """Return keys, oldest first, with their state as of now."""
+        """Return keys, oldest first, with their state as of now; ``replayed=True``: only keys replayed."""
         where = KeyFilter(
             cluster=ids.cluster_id(cluster) if cluster is not None else None,
             node=ids.node_id(node) if node is not None else None,
             state=KeyState.REVOKED if state is KeyState.REVOKED else None,
+            replayed=replayed,
         )
         with self.store.read() as reader:
             found = reader.find_keys(where)

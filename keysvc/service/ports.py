@@ -28,9 +28,11 @@ from typing import Protocol
 
 from keysvc.core.auditchain import ChainHead, Signer
 from keysvc.core.clock import Clock
+from keysvc.core.identity import IdentityDocument
 from keysvc.core.models import AuditFilter, AuditRecord, KeyFilter, KeyRecord, KeyState
+from keysvc.wire.results import Failure, Success
 
-__all__ = ["Clock", "Reader", "Signer", "Store", "Transaction", "UrlSigner"]
+__all__ = ["Clock", "IdentityVerifier", "Reader", "Signer", "Store", "Transaction", "UrlSigner"]
 
 
 class Reader(Protocol):
@@ -74,6 +76,14 @@ class Transaction(Reader, Protocol):
 
     def record_use(self, key_id: str, *, at: float, source: str) -> tuple[int, bool]:
         """Count one use of a live key; return the new use count and whether ``source`` is new for it."""
+        ...
+
+    def exchange(self, key_id: str, *, nonce_hash: bytes, session_hash: bytes, at: float) -> bool:
+        """Install a session on a live key never exchanged or exchanged with this nonce; else False."""
+        ...
+
+    def record_replay(self, key_id: str, *, at: float) -> int:
+        """Count one refused replay of a key; return the new count."""
         ...
 
     def expired_live_keys(self, now: float) -> list[KeyRecord]:
@@ -128,6 +138,14 @@ class UrlSigner(Protocol):
 
     def check_ready(self) -> None:
         """Raise :class:`SigningError` when no URL can be signed right now."""
+        ...
+
+
+class IdentityVerifier(Protocol):
+    """Verifies an identity document's signature (:class:`~keysvc.aws.identity.TrustDirectory`)."""
+
+    def verify(self, document: bytes, signature: str) -> Success[IdentityDocument] | Failure:
+        """Return the document once its signature verified, or why it did not."""
         ...
 
 

@@ -18,7 +18,7 @@ from keysvc.core.auditchain import ChainHead
 from keysvc.core.models import AuditFilter, AuditRecord, KeyFilter, KeyRecord, KeyState
 from keysvc.errors import Conflict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -36,6 +36,7 @@ def _matches(rec: KeyRecord, where: KeyFilter) -> bool:
         (where.instance, rec.instance),
         (where.operation_id, rec.operation_id),
         (where.state, rec.state),
+        (where.replayed, rec.replays > 0),
     )
     return all(want is None or want == have for want, have in wanted)
 
@@ -99,8 +100,31 @@ class MemoryTransaction:
         rec = self._live(key_id)
         if rec is None:
             return False
-        self._state.keys[key_id] = replace(rec, state=state, key_hash=None, ended_at=at, end_reason=reason)
+        ended = replace(rec, state=state, key_hash=None, session_hash=None, ended_at=at, end_reason=reason)
+        self._state.keys[key_id] = ended
         return True
+
+    def exchange(self, key_id: str, *, nonce_hash: bytes, session_hash: bytes, at: float) -> bool:
+        """Install a session for a live key never exchanged, or exchanged with this same nonce."""
+        rec = self._live(key_id)
+        if rec is None or rec.nonce_hash not in (None, nonce_hash):
+            return False
+        self._state.keys[key_id] = replace(
+            rec,
+            nonce_hash=nonce_hash,
+            session_hash=session_hash,
+            exchanged_at=at,
+            exchanges=rec.exchanges + 1,
+        )
+        return True
+
+    def record_replay(self, key_id: str, *, at: float) -> int:
+        """Count one refused replay of a key; return the new count (0 for an unknown key)."""
+        rec = self._state.keys.get(key_id)
+        if rec is None:
+            return 0
+        self._state.keys[key_id] = replace(rec, replays=rec.replays + 1, last_replay_at=at)
+        return rec.replays + 1
 
     def bind_instance(self, key_id: str, instance: str) -> bool:
         """Bind a live, not yet bound key to ``instance``; only such a key changes."""

@@ -33,6 +33,12 @@ KEY_COLUMNS = (
     "end_reason",
     "uses",
     "last_used_at",
+    "nonce_hash",
+    "session_hash",
+    "exchanged_at",
+    "exchanges",
+    "replays",
+    "last_replay_at",
 )
 AUDIT_COLUMNS = (
     "seq",
@@ -85,6 +91,12 @@ def key_to_row(record: KeyRecord) -> tuple[Any, ...]:
         record.end_reason,
         record.uses,
         record.last_used_at,
+        record.nonce_hash,
+        record.session_hash,
+        record.exchanged_at,
+        record.exchanges,
+        record.replays,
+        record.last_replay_at,
     )
 
 
@@ -106,6 +118,12 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
         end_reason=row[12],
         uses=int(row[13]),
         last_used_at=float(row[14]) if row[14] is not None else None,
+        nonce_hash=bytes(row[15]) if row[15] is not None else None,
+        session_hash=bytes(row[16]) if row[16] is not None else None,
+        exchanged_at=float(row[17]) if row[17] is not None else None,
+        exchanges=int(row[18]),
+        replays=int(row[19]),
+        last_replay_at=float(row[20]) if row[20] is not None else None,
     )
 
 

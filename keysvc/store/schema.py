@@ -109,8 +109,20 @@ _V1 = (
     """,
 )
 
+_V2 = (
+    # The exchange, once: the first exchange's nonce, the current session, and replays seen.
+    "ALTER TABLE keys ADD COLUMN nonce_hash {bytes}",
+    "ALTER TABLE keys ADD COLUMN session_hash {bytes}",
+    "ALTER TABLE keys ADD COLUMN exchanged_at {time}",
+    "ALTER TABLE keys ADD COLUMN exchanges {count} NOT NULL DEFAULT 0",
+    "ALTER TABLE keys ADD COLUMN replays {count} NOT NULL DEFAULT 0",
+    "ALTER TABLE keys ADD COLUMN last_replay_at {time}",
+    "CREATE INDEX keys_replayed ON keys (replays) WHERE replays > 0",
+)
+
 _VERSIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (1, "keys, first-use sources, audit chain and its signed head", _V1),
+    (2, "key exchange: nonce, session and replay count per key", _V2),
 )
 
 

@@ -52,6 +52,8 @@ def keys_query(where: KeyFilter, mark: str) -> tuple[str, list[Any]]:
             ("instance =", where.instance),
             ("operation_id =", where.operation_id),
             ("state =", where.state.value if where.state is not None else None),
+            ("replays >", None if where.replayed is not True else 0),
+            ("replays =", None if where.replayed is not False else 0),
         ],
         mark,
     )
@@ -139,7 +141,8 @@ class SqlWriter(SqlReader):
         """Move a live key to ``state`` and delete its hash; only a live key changes."""
         m = self.mark
         count = self._run(
-            f"UPDATE keys SET state = {m}, key_hash = NULL, ended_at = {m}, end_reason = {m} "  # noqa: S608
+            f"UPDATE keys SET state = {m}, key_hash = NULL, session_hash = NULL, ended_at = {m}, "  # noqa: S608
+            f"end_reason = {m} "
             f"WHERE key_id = {m} AND state = 'live'",
             (state.value, at, reason, key_id),
         )
@@ -153,6 +156,30 @@ class SqlWriter(SqlReader):
             (instance_to_column(instance), key_id, UNBOUND_INSTANCE),
         )
         return count == 1
+
+    def exchange(self, key_id: str, *, nonce_hash: bytes, session_hash: bytes, at: float) -> bool:
+        """Install a session for a live key never exchanged, or exchanged with this same nonce.
+
+        One conditional statement: two replicas racing with different nonces cannot both succeed.
+        """
+        m = self.mark
+        count = self._run(
+            f"UPDATE keys SET nonce_hash = {m}, session_hash = {m}, exchanged_at = {m}, "  # noqa: S608
+            f"exchanges = exchanges + 1 WHERE key_id = {m} AND state = 'live' "
+            f"AND (nonce_hash IS NULL OR nonce_hash = {m})",
+            (nonce_hash, session_hash, at, key_id, nonce_hash),
+        )
+        return count == 1
+
+    def record_replay(self, key_id: str, *, at: float) -> int:
+        """Count one refused replay of a key; return the new count (0 for an unknown key)."""
+        m = self.mark
+        self._run(
+            f"UPDATE keys SET replays = replays + 1, last_replay_at = {m} WHERE key_id = {m}",  # noqa: S608
+            (at, key_id),
+        )
+        rows = self._all(f"SELECT replays FROM keys WHERE key_id = {m}", (key_id,))  # noqa: S608
+        return int(rows[0][0]) if rows else 0
 
     def expired_live_keys(self, now: float) -> list[KeyRecord]:
         """Return live keys past their expiry (in PostgreSQL, those no other sweeper holds)."""

@@ -5,6 +5,7 @@ none of keysvc's dependencies are installed. Everything public is named here; th
 from ``keysvc.wire`` and nothing else of keysvc (a test in ``tests/test_layers.py`` holds it to that).
 
 - :mod:`keysvc.wire.keyformat`: the ingest key format (``nlk1_``), its checksum and hash.
+- :mod:`keysvc.wire.sessionformat`: the session credential (``nls1_``) and the exchange nonce.
 - :mod:`keysvc.wire.objectnames`: how chunk objects, generation records and gap records are named.
 - :mod:`keysvc.wire.results`: :class:`Success` and :class:`Failure` with a :class:`Reason`.
 """
@@ -34,6 +35,15 @@ from keysvc.wire.objectnames import (
     stream_name,
 )
 from keysvc.wire.results import Failure, Reason, Success
+from keysvc.wire.sessionformat import (
+    NONCE_CHARS,
+    SESSION_PATTERN,
+    SESSION_PREFIX,
+    ParsedSession,
+    is_nonce,
+    new_nonce,
+    parse_session,
+)
 
 __all__ = [
     "CHECKSUM_CHARS",
@@ -41,20 +51,27 @@ __all__ = [
     "KEY_ID_PATTERN",
     "KEY_PATTERN",
     "KEY_PREFIX",
+    "NONCE_CHARS",
     "SECRET_CHARS",
+    "SESSION_PATTERN",
+    "SESSION_PREFIX",
     "ChunkName",
     "Failure",
     "MarkerName",
     "ParsedKey",
+    "ParsedSession",
     "Reason",
     "Success",
     "chunk_suffix",
     "gap_suffix",
     "generation_suffix",
+    "is_nonce",
     "looks_like_key",
+    "new_nonce",
     "parse_key",
     "parse_marker",
     "parse_object_suffix",
+    "parse_session",
     "parse_suffix",
     "stream_name",
 ]

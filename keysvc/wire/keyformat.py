@@ -61,18 +61,20 @@ class ParsedKey:
     key: str
 
 
-def _b32(data: bytes) -> str:
+def b32(data: bytes) -> str:
+    """Encode ``data`` in unpadded lowercase base32, the alphabet of every nodelogs credential."""
     return base64.b32encode(data).decode("ascii").rstrip("=").lower()
 
 
-def _checksum(body: str) -> str:
+def checksum(body: str) -> str:
+    """Return the 7-character CRC-32 checksum of a credential's ``body`` (shared with sessions)."""
     crc = zlib.crc32(body.encode("ascii"))
     return "".join("abcdefghijklmnopqrstuvwxyz234567"[(crc >> shift) & 31] for shift in range(30, -1, -5))
 
 
 def new_key_id() -> str:
     """Return a fresh random public key id (80 bits)."""
-    return _b32(secrets.token_bytes(10))
+    return b32(secrets.token_bytes(10))
 
 
 def mint(key_id: str | None = None) -> ParsedKey:
@@ -80,8 +82,8 @@ def mint(key_id: str | None = None) -> ParsedKey:
     kid = key_id if key_id is not None else new_key_id()
     if not KEY_ID_PATTERN.fullmatch(kid):
         raise ValueError("key id is not 16 base32 characters")
-    body = f"{PREFIX}{kid}_{_b32(secrets.token_bytes(20))}"
-    return ParsedKey(key_id=kid, key=body + _checksum(body))
+    body = f"{PREFIX}{kid}_{b32(secrets.token_bytes(20))}"
+    return ParsedKey(key_id=kid, key=body + checksum(body))
 
 
 def parse(candidate: str) -> Success[ParsedKey] | Failure:
@@ -91,7 +93,7 @@ def parse(candidate: str) -> Success[ParsedKey] | Failure:
     match = _FULL.fullmatch(candidate)
     if match is None:
         return Failure(Reason.MALFORMED)
-    if not hmac.compare_digest(_checksum(match["body"]), match["crc"]):
+    if not hmac.compare_digest(checksum(match["body"]), match["crc"]):
         return Failure(Reason.BAD_CHECKSUM)
     return Success(ParsedKey(key_id=match["kid"], key=candidate))
 

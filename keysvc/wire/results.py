@@ -27,6 +27,13 @@ class Reason(enum.StrEnum):
     BAD_OBJECT_NAME = "bad_object_name"
     RATE_LIMITED = "rate_limited"
     MISSING_CREDENTIAL = "missing_credential"
+    REPLAYED = "replayed"
+    BAD_DOCUMENT = "bad_document"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_INSTANCE = "wrong_instance"
+    WRONG_ACCOUNT = "wrong_account"
+    STALE_DOCUMENT = "stale_document"
+    MISSING_DOCUMENT = "missing_document"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import keyfile
 from agent.errors import KeyFileInsecure, KeyUnavailable
 from agent.keyfile import finished_reason, mark_finished, read_key, remove_key
 from keysvc.wire import keyformat
@@ -86,3 +87,16 @@ def test_key_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     os.chown(path, 4242, 4242)
     with pytest.raises(KeyFileInsecure, match="owned by uid 4242"):
         read_key(path)
+
+
+def test_identity_document_beside_the_key_is_read_or_absent(tmp_path: Path) -> None:
+    """Both identity files present: read; either missing, empty or oversized: no document."""
+    assert keyfile.read_identity(tmp_path) is None
+    (tmp_path / keyfile.IDENTITY_DOCUMENT_FILE).write_text('{"instanceId": "i-0123456789abcdef0"}')
+    assert keyfile.read_identity(tmp_path) is None
+    (tmp_path / keyfile.IDENTITY_SIGNATURE_FILE).write_text("c2lnbmF0dXJl\n")
+    assert keyfile.read_identity(tmp_path) == ('{"instanceId": "i-0123456789abcdef0"}', "c2lnbmF0dXJl")
+    (tmp_path / keyfile.IDENTITY_SIGNATURE_FILE).write_text("")
+    assert keyfile.read_identity(tmp_path) is None
+    (tmp_path / keyfile.IDENTITY_SIGNATURE_FILE).write_text("x" * 5000)
+    assert keyfile.read_identity(tmp_path) is None

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from agent.redaction import CONTEXT, find_secrets, mask, redact
 from keysvc.wire import keyformat
+from keysvc.wire.sessionformat import mint_session
 
 KEY = keyformat.mint().key
 # The armour lines are assembled at run time so that no private-key block, even this fake one, is
@@ -177,3 +178,13 @@ def test_random_writes_and_cuts_never_leak_and_keep_key_ids(pieces: list[bytes],
     writes, cuts = draw.draw(offsets), draw.draw(offsets)
     shipped = ship(data, writes, [cut for cut in cuts if cut > 0], KEY.encode())
     assert_safe(data, shipped)
+
+
+def test_a_session_credential_is_masked_like_a_key() -> None:
+    """An nls1_ session in shipped bytes keeps its public part and loses its secret, same length."""
+    session = mint_session("abcdefghijklmnop").session.encode()
+    data = b"leaked " + session + b" here\n"
+    masked = redact(data, 0, len(data))
+    assert len(masked) == len(data)
+    assert session not in masked
+    assert masked.startswith(b"leaked nls1_abcdefghijklmnop_*")

@@ -5,7 +5,8 @@ Run: ``.venv/bin/python -m tests.benchmarks.bench_keys [--keys N] [--verificatio
 Baselines measured in the same run, so the ratios say where the time goes: the raw cost of
 ``keyformat.key_hash`` (domain-separated SHA-256), of ``keyformat.parse`` (shape and CRC-32
 checksum), of one Ed25519 signature (each audit append signs the record and the head), and of an
-empty ``BEGIN IMMEDIATE``/``COMMIT`` on the same database.
+empty ``BEGIN IMMEDIATE``/``COMMIT`` on the same database. Then the exchange, once per key, and the
+check of a grant presenting the session, against today's check presenting the key.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from keysvc.service.ingest import IngestService
 from keysvc.service.keys import KeyService
 from keysvc.store import open_store
 from keysvc.store.sqlite import SqliteStore
-from keysvc.wire import keyformat
+from keysvc.wire import keyformat, sessionformat
 
 
 def rate(count: int, work: Callable[[int], object]) -> tuple[float, float]:
@@ -101,6 +102,19 @@ def main() -> None:
             ingest.authenticate(issued[j], wanted=wanted[j], source="10.0.0.1")
 
         verified = rate(args.verifications, verify)
+        verified_warm = rate(args.verifications, verify)  # every (key, source) seen: no first-use audits
+        sessions: list[str] = []
+
+        def exchange(i: int) -> None:
+            sessions.append(ingest.exchange(issued[i], sessionformat.new_nonce(), source="10.0.0.1").session)
+
+        exchanged = rate(len(issued), exchange)
+
+        def verify_session(i: int) -> None:
+            j = i % len(sessions)
+            ingest.authenticate(sessions[j], wanted=None, source="10.0.0.1")
+
+        verified_session = rate(args.verifications, verify_session)
         db_size = Path(tmp, "bench.db").stat().st_size + Path(tmp, "bench.db-wal").stat().st_size
         service.close()
         assert sqlite_store is None or sqlite_store.path.exists()
@@ -114,6 +128,9 @@ def main() -> None:
     print("through the service (SQLite):")
     line("add_node (mint + 1 transaction + audit)", minted)
     line("authenticate_ingest (verify + count use)", verified)
+    line("authenticate_ingest again (no first-use audit)", verified_warm)
+    line("exchange (key + nonce -> session, audited)", exchanged)
+    line("authenticate with the session (grant check)", verified_session)
     print("ratios:")
     print(
         f"  add_node costs {minted[1] / raw_hash[1]:,.0f}x a key_hash, "
@@ -124,6 +141,10 @@ def main() -> None:
         f"{verified[1] / raw_tx[1]:.1f}x an empty transaction"
     )
     print(f"  hashing is {raw_hash[1] / verified[1] * 100:.2f}% of a verification")
+    print(
+        f"  an exchange costs {exchanged[1] / verified_warm[1]:.1f}x a key check; a session check costs "
+        f"{verified_session[1] / verified_warm[1]:.2f}x a key check (both without first-use audits)"
+    )
     print(f"  database + WAL after the run: {db_size / 1024:.0f} KiB for {args.keys} keys")
 
 

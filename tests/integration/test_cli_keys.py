@@ -128,6 +128,7 @@ def test_list_show_and_states(tmp_path: Path) -> None:
         "USES",
         "LAST",
         "USED",
+        "REPLAYS",
     ]
     assert len(table) == 4
     live = json.loads(keysvc(tmp_path, "keys", "list", "--state", "live", "-o", "json").stdout)

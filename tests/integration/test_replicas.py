@@ -106,7 +106,7 @@ def audit_verify(group: servers.KeysvcReplicas) -> subprocess.CompletedProcess[s
 
 
 def test_db_migrate_from_several_processes_at_once(postgres: servers.Server, tmp_path: Path) -> None:
-    """Four concurrent `keysvc db migrate` runs succeed, apply version 1 once and never print the password."""
+    """Four concurrent `keysvc db migrate` runs succeed, apply each version once, never print the password."""
     name = f"migrate_{uuid.uuid4().hex[:12]}"
     servers.wait_for_postgres(postgres)
     dsn = servers.create_database(postgres, name)
@@ -124,9 +124,9 @@ def test_db_migrate_from_several_processes_at_once(postgres: servers.Server, tmp
         outputs = [run.communicate(timeout=60) for run in runs]
         assert [run.returncode for run in runs] == [0, 0, 0, 0], outputs
         for stdout, stderr in outputs:
-            assert json.loads(stdout) == {"database": describe(dsn), "schema_version": 1}
+            assert json.loads(stdout) == {"database": describe(dsn), "schema_version": 2}
             assert "s3cret-pw" not in stdout + stderr
-        assert query(dsn, "SELECT version FROM schema_version") == [(1,)]
+        assert query(dsn, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
         assert len(query(dsn, "SELECT 1 FROM pg_tables WHERE tablename = 'audit_records'")) == 1
     finally:
         servers.drop_database(postgres, name)

@@ -21,8 +21,9 @@ def test_demo_runs_end_to_end() -> None:
     assert "exited with status 11" in out
     assert "reassembled, they equal the node's log byte for byte: True" in out
     assert "audit chain verifies: True" in out
-    assert [m.group(1) for m in re.finditer(r"#\d+ +\S+ +(\w+) ", out)][:3] == ["issued", "used", "revoked"]
-    assert re.search(r"nlk1_[a-z2-7]{16}_", out) is None
+    timeline = [m.group(1) for m in re.finditer(r"#\d+ +\S+ +(\w+) ", out)]
+    assert timeline[:4] == ["issued", "exchanged", "used", "revoked"]  # the agent exchanges its key first
+    assert re.search(r"nl[ks]1_[a-z2-7]{16}_", out) is None
     workdir = re.search(r"in (/tmp/nodelogs-demo-[^/]+)/state", out)
     assert workdir is not None
     assert not Path(workdir.group(1)).exists()

@@ -266,3 +266,49 @@ def test_bind_instance_changes_only_a_live_unbound_key(store: Store) -> None:
         assert reader.find_keys(KeyFilter(instance="i-0fedcba9876543210")) == [
             replace(unbound, instance="i-0fedcba9876543210")
         ]
+
+
+def test_exchange_is_conditional_on_the_first_nonce(store: Store) -> None:
+    """The first exchange fixes the nonce; the same nonce may replace the session, another changes nothing."""
+    record = key()
+    with store.transaction() as tx:
+        tx.insert_key(record)
+    first, second = b"n" * 32, b"m" * 32
+    with store.transaction() as tx:
+        assert tx.exchange(record.key_id, nonce_hash=first, session_hash=b"s" * 32, at=T0 + 1)
+    with store.transaction() as tx:
+        assert not tx.exchange(record.key_id, nonce_hash=second, session_hash=b"x" * 32, at=T0 + 2)
+        assert tx.exchange(record.key_id, nonce_hash=first, session_hash=b"t" * 32, at=T0 + 3)
+        assert not tx.exchange("aaaaaaaaaaaaaaaa", nonce_hash=first, session_hash=b"t" * 32, at=T0 + 3)
+    with store.read() as reader:
+        stored = reader.get_key(record.key_id)
+    assert stored is not None
+    assert (stored.nonce_hash, stored.session_hash, stored.exchanged_at, stored.exchanges) == (
+        first,
+        b"t" * 32,
+        T0 + 3,
+        2,
+    )
+
+
+def test_replays_count_filter_and_end_key_drops_the_session(store: Store) -> None:
+    """record_replay counts, find_keys filters on replays, and ending a key deletes its session hash."""
+    replayed, quiet = key(node="n1"), key(node="n2")
+    with store.transaction() as tx:
+        tx.insert_key(replayed)
+        tx.insert_key(quiet)
+        tx.exchange(replayed.key_id, nonce_hash=b"n" * 32, session_hash=b"s" * 32, at=T0 + 1)
+        assert tx.record_replay(replayed.key_id, at=T0 + 2) == 1
+        assert tx.record_replay(replayed.key_id, at=T0 + 3) == 2
+        assert tx.record_replay("aaaaaaaaaaaaaaaa", at=T0 + 3) == 0
+    with store.read() as reader:
+        assert [k.key_id for k in reader.find_keys(KeyFilter(replayed=True))] == [replayed.key_id]
+        assert [k.key_id for k in reader.find_keys(KeyFilter(replayed=False))] == [quiet.key_id]
+        assert reader.get_key(replayed.key_id).last_replay_at == T0 + 3  # type: ignore[union-attr]
+    with store.transaction() as tx:
+        assert tx.end_key(replayed.key_id, KeyState.REVOKED, at=T0 + 4, reason="terminated")
+    with store.read() as reader:
+        ended = reader.get_key(replayed.key_id)
+    assert ended is not None
+    assert ended.session_hash is None
+    assert ended.nonce_hash == b"n" * 32

@@ -118,7 +118,7 @@ def test_node_lock_keys_are_stable_int4() -> None:
 
 
 def test_replicas_starting_together_migrate_once(dsn: str) -> None:
-    """Six stores migrating one fresh database at once all end at version 1, applied exactly once."""
+    """Six stores migrating one fresh database at once all end at version 2, each applied exactly once."""
     stores = [PostgresStore(dsn) for _ in range(6)]
     try:
         with ThreadPoolExecutor(6) as pool:
@@ -126,9 +126,9 @@ def test_replicas_starting_together_migrate_once(dsn: str) -> None:
     finally:
         for store in stores:
             store.close()
-    assert versions == [1] * 6
+    assert versions == [2] * 6
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
 
 
 def test_newer_schema_is_refused(dsn: str) -> None:
@@ -355,3 +355,33 @@ def test_first_transaction_after_a_restart_succeeds() -> None:
             store.close()
     finally:
         server.close()
+
+
+def test_exchanges_with_different_nonces_on_two_replicas_yield_one_session(
+    replicas: Callable[[int], list[KeyService]], clock: ManualClock
+) -> None:
+    """Twenty exchanges of one key with twenty nonces over two replicas: one session, nineteen replays."""
+    services = replicas(2)
+    issued = services[0].add_node(add("node-3", "op-3"), actor="provisioner")
+    ingests = [ingest_for(service, clock) for service in services]
+    barrier = threading.Barrier(20)
+
+    def exchange(i: int) -> str:
+        barrier.wait()
+        try:
+            return ingests[i % 2].exchange(issued.key, chr(ord("a") + i) * 32, source=f"10.0.0.{i}").session
+        except Refused as exc:
+            return exc.reason
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(exchange, range(20)))
+    sessions = [o for o in outcomes if o.startswith("nls1_")]
+    assert len(sessions) == 1
+    assert outcomes.count("replayed") == 19
+    rec = services[1].get_key(issued.record.key_id)
+    assert rec.exchanges == 1
+    assert rec.replays == 19
+    assert ingests[1].authenticate(sessions[0], wanted=None, source="10.0.0.1").key_id == rec.key_id
+    refused = services[0].audit.records(key_id=rec.key_id, event=EventType.REFUSED)
+    assert [r.event.reason for r in refused] == ["replayed"] * 19
+    assert services[0].audit.verify().records == 22  # issued, exchanged, 19 replays, first use

@@ -24,6 +24,13 @@ def test_reason_values_are_stable() -> None:
         "bad_object_name",
         "rate_limited",
         "missing_credential",
+        "replayed",
+        "bad_document",
+        "bad_signature",
+        "wrong_instance",
+        "wrong_account",
+        "stale_document",
+        "missing_document",
     }
 
 
