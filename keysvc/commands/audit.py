@@ -170,7 +170,7 @@ def run_show(args: argparse.Namespace) -> int:
             f"({key.exchanges}x)  session {session}  replays {key.replays}"
         )
     for record in records:
-        emit(f"{iso(record.event.at)}  #{record.seq:<6} {record.event.event.value:<8} {describe(record)}")
+        emit(f"{iso(record.event.at)}  #{record.seq:<6} {record.event.event.value:<9} {describe(record)}")
     return 0
 
 

@@ -339,7 +339,7 @@ class _Demo:
             who = rec["actor"] or rec["source"] or ""
             why = f" reason={rec['reason']}" if rec["reason"] else ""
             self.say(
-                f"  #{rec['seq']:<3} {_stamp(rec['at_unix'])}  {rec['event']:<8} "
+                f"  #{rec['seq']:<3} {_stamp(rec['at_unix'])}  {rec['event']:<9} "
                 f"key={rec['key_id']}  {who}{why}"
             )
         status, verified = request("GET", f"{setup.url}/v1/admin/audit/verify", token=setup.admin_token)
